@@ -196,7 +196,6 @@ proto_iter_init(struct proto_iter *it, const void *body, size_t len,
 	it->p = body;
 	it->left = body == NULL ? 0 : len;
 	it->max_body = max_body;
-	it->failed = 0;
 }
 
 int
@@ -204,11 +203,6 @@ proto_iter_next(struct proto_iter *it, struct proto_frame *f, const char **why)
 {
 	int rc;
 
-	if (it->failed) {
-		if (why != NULL)
-			*why = "after an invalid frame";
-		return -1;
-	}
 	if (it->left == 0)
 		return 0;
 	rc = proto_parse(it->p, it->left, it->max_body, f, why);
@@ -217,11 +211,9 @@ proto_iter_next(struct proto_iter *it, struct proto_frame *f, const char **why)
 			*why = "truncated frame";
 		rc = -1;
 	}
-	if (rc == -1) {
-		/* Stay stopped: later calls must not resync on garbage. */
-		it->failed = 1;
+	/* Not advanced on -1: later calls must not resync on garbage. */
+	if (rc == -1)
 		return -1;
-	}
 	it->p += f->pack_len;
 	it->left -= f->pack_len;
 	return 1;

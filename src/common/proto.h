@@ -130,7 +130,6 @@ struct proto_iter {
 	const uint8_t *p;
 	size_t left;
 	size_t max_body;
-	int failed; /* once -1, always -1 */
 };
 
 void proto_iter_init(struct proto_iter *it, const void *body, size_t len,
@@ -138,9 +137,9 @@ void proto_iter_init(struct proto_iter *it, const void *body, size_t len,
 
 /*
  * 1 with the next frame in *f, 0 at the exact end of the body, -1 when the
- * next frame is invalid or cut short (*why says which). After -1 every
- * later call returns -1 again, so a bad batch is never mistaken for a
- * finished one.
+ * next frame is invalid or cut short (*why says which). The walk never
+ * moves past an invalid frame: every later call returns -1 again, so a bad
+ * batch is never mistaken for a finished one.
  */
 int proto_iter_next(struct proto_iter *it, struct proto_frame *f,
                     const char **why);
