@@ -33,10 +33,11 @@
 #define SHM_MAGIC   "IMGATESH"
 #define SHM_VERSION 1
 
-#define SHM_KEY_MAX     64 /* bytes of a session key, NUL included */
-#define SHM_ROOM_MAX    64 /* bytes of a room id, NUL included */
-#define SHM_REMOTE_MAX  48 /* "ip:port" of the client */
-#define SHM_ACCEPTS_MAX 16 /* ops a connection watches */
+#define SHM_KEY_MAX     64  /* bytes of a session key, NUL included */
+#define SHM_ROOM_MAX    64  /* bytes of a room id, NUL included */
+#define SHM_REMOTE_MAX  48  /* "ip:port" of the client */
+#define SHM_ACCEPTS_MAX 16  /* ops a connection watches */
+#define SHM_KICK_MAX    256 /* pending kicks per worker (a power of two) */
 
 /* Geometry: fixed at creation; changing it needs a restart. */
 struct shm_geometry {
@@ -65,6 +66,12 @@ struct shm_room {
 	char name[SHM_ROOM_MAX];
 	uint32_t online;         /* members on this node, all workers */
 	uint32_t cluster_online; /* cluster-wide count from logic, 0 unknown */
+	/*
+	 * Members per worker (nworkers = max_workers entries). Only set by
+	 * shm_each_room, and only valid during the callback.
+	 */
+	uint32_t nworkers;
+	const uint32_t *workers;
 };
 
 enum shm_worker_state {
@@ -117,7 +124,7 @@ const char *shm_counter_name(enum shm_counter c);
 
 struct shm_worker {
 	pid_t pid;
-	uint32_t state; /* enum shm_worker_state */
+	uint32_t state;      /* enum shm_worker_state */
 	uint32_t generation; /* bumped every time the slot is (re)used */
 	uint64_t started_ms;
 	uint64_t counters[SHM_C__COUNT];
@@ -125,13 +132,21 @@ struct shm_worker {
 
 struct shm_seg; /* process-local handle */
 
-/* Bytes a segment of this geometry needs. */
+/* Bytes a segment of this geometry needs; 0 if g is out of bounds. */
 size_t shm_seg_size(const struct shm_geometry *g);
+
+/*
+ * Check g against the library's bounds (every field >= 1, buckets <= 2^20,
+ * slots per bucket <= 65536, max_workers <= 4096). 0, or -1 with err.
+ */
+int shm_geometry_check(const struct shm_geometry *g, char *err, size_t errlen);
 
 /*
  * Create the segment name (POSIX shm name, "/imgate-comet" style), sized for
  * g, zeroed, locks initialised. A stale segment of the same name (left by a
- * killed master) is replaced. Returns 0 and *out, or -1 with err filled.
+ * killed master) is replaced; one whose master is still alive is not
+ * (EBUSY). The caller's pid is recorded as the master. Returns 0 and *out,
+ * or -1 with err filled and errno set.
  */
 int shm_seg_create(const char *name, const struct shm_geometry *g,
                    struct shm_seg **out, char *err, size_t errlen);
@@ -155,28 +170,52 @@ const struct shm_geometry *shm_seg_geometry(const struct shm_seg *seg);
 /* Pid of the master that created the segment, and its creation time. */
 pid_t shm_seg_master_pid(const struct shm_seg *seg);
 uint64_t shm_seg_created_ms(const struct shm_seg *seg);
+/* 1 if the master process still exists, else 0. */
+int shm_seg_master_alive(const struct shm_seg *seg);
+/* Bytes mapped; the name it was created or attached with. */
+size_t shm_seg_bytes(const struct shm_seg *seg);
+const char *shm_seg_name(const struct shm_seg *seg);
+/*
+ * Channels and rooms in use, summed over the buckets' counters without
+ * locking (a gauge for /metrics; exact when no write is in progress).
+ */
+void shm_seg_usage(const struct shm_seg *seg, uint64_t *channels,
+                   uint64_t *rooms);
 
 /*
  * Channels. put registers c; if c->key is already registered (on any
  * worker), the old record is replaced and copied to *replaced (may be NULL)
- * and 1 is returned, so the caller can tell the old owner to close it.
- * 0 = inserted, -1 = table full (ENOSPC) or key/room too long (EINVAL).
+ * and 1 is returned, so the caller can tell the old owner to close it
+ * (compare replaced->worker and conn_id: re-putting one's own connection
+ * also returns 1). 0 = inserted, -1 = bucket full (ENOSPC), key empty or
+ * key/room/remote too long, naccepts or worker out of range (EINVAL),
+ * read-only mapping (EROFS).
  */
 int shm_channel_put(struct shm_seg *seg, const struct shm_channel *c,
                     struct shm_channel *replaced);
 
 /*
  * Compare-and-delete: removes key only if it is still owned by
- * (worker, conn_id). 0 deleted, 1 not there or owned by someone else.
+ * (worker, conn_id). 0 deleted, 1 not there or owned by someone else,
+ * -1 on a read-only mapping (EROFS).
  */
 int shm_channel_del(struct shm_seg *seg, const char *key, uint16_t worker,
                     uint32_t conn_id);
 
-/* Lock-free consistent read. 0 found, 1 not found. */
+/*
+ * Lock-free consistent read. 0 found, 1 not found. If a writer keeps the
+ * bucket busy (or died in the middle of a write) past a bounded number of
+ * retries, a writable mapping takes the lock (repairing the bucket) and a
+ * read-only one returns -1 with errno EAGAIN.
+ */
 int shm_channel_get(const struct shm_seg *seg, const char *key,
                     struct shm_channel *out);
 
-/* Update fields of a channel owned by (worker, conn_id). 0, or 1 if not owned. */
+/*
+ * Update fields of a channel owned by (worker, conn_id). 0, or 1 if not
+ * owned; -1 (EINVAL) for a room too long or naccepts > SHM_ACCEPTS_MAX.
+ * set_room changes the record only: room counts are shm_room_add's.
+ */
 int shm_channel_set_room(struct shm_seg *seg, const char *key, uint16_t worker,
                          uint32_t conn_id, const char *room);
 int shm_channel_set_accepts(struct shm_seg *seg, const char *key,
@@ -187,7 +226,9 @@ int shm_channel_touch(struct shm_seg *seg, const char *key, uint16_t worker,
 
 /*
  * Rooms. add changes worker's member count of room by delta (+1 join,
- * -1 leave); a room whose counts all reach 0 is removed. -1 = table full.
+ * -1 leave); a room whose counts all reach 0 is removed. -1 = bucket full
+ * (ENOSPC), leaving an unknown room or going below 0 (ERANGE, nothing
+ * changed), bad name or worker (EINVAL).
  */
 int shm_room_add(struct shm_seg *seg, const char *room, uint16_t worker,
                  int delta);
@@ -195,7 +236,10 @@ int shm_room_add(struct shm_seg *seg, const char *room, uint16_t worker,
 /* Members on this node (all workers); 0 for an unknown room. */
 uint32_t shm_room_online(const struct shm_seg *seg, const char *room);
 
-/* The cluster-wide count logic reported (RenewOnline); 0 when unknown. */
+/*
+ * The cluster-wide count logic reported (RenewOnline); 0 when unknown.
+ * set: 0, or 1 when the room has no member on this node (not recorded).
+ */
 int shm_room_set_cluster(struct shm_seg *seg, const char *room,
                          uint32_t online);
 uint32_t shm_room_cluster(const struct shm_seg *seg, const char *room);
@@ -211,17 +255,28 @@ const struct shm_worker *shm_worker_slot_ro(const struct shm_seg *seg,
 void shm_counter_add(struct shm_worker *w, enum shm_counter c, int64_t delta);
 /* Sum of counter c over all slots (for /metrics). */
 uint64_t shm_counter_sum(const struct shm_seg *seg, enum shm_counter c);
+/*
+ * Copy slot id field by field with atomic loads (readers: the fields are
+ * individually exact, the copy as a whole is not a transaction). 0, or -1
+ * (EINVAL) if id is out of range.
+ */
+int shm_worker_snapshot(const struct shm_seg *seg, uint32_t id,
+                        struct shm_worker *out);
 
 /*
  * Drop every channel and room count owned by worker (the master, after
- * that worker died). Returns the number of channels removed.
+ * that worker died), empty its kick mailbox and zero its conn_current
+ * gauge; its other counters stay, so node-wide sums never go backwards.
+ * Takes each bucket lock in turn (repairing any the worker left held).
+ * Returns the number of channels removed.
  */
 size_t shm_worker_reclaim(struct shm_seg *seg, uint16_t worker);
 
 /*
  * Kick mailbox: ask worker to close its connection conn_id (its key was
- * taken over by a newer connection). 0 queued, -1 mailbox full (the owner
- * also notices at its next heartbeat check). take drains up to max ids.
+ * taken over by a newer connection). 0 queued, -1 mailbox full (ENOSPC;
+ * the owner also notices at its next heartbeat check) or bad worker
+ * (EINVAL). take drains up to max ids, oldest first.
  */
 int shm_worker_kick(struct shm_seg *seg, uint16_t worker, uint32_t conn_id);
 size_t shm_worker_take_kicks(struct shm_seg *seg, uint16_t worker,
@@ -230,11 +285,16 @@ size_t shm_worker_take_kicks(struct shm_seg *seg, uint16_t worker,
 /*
  * Snapshots for readers. Each callback sees a consistent copy of one
  * record (taken under the bucket's sequence counter); return non-zero from
- * the callback to stop. These never take a lock.
+ * the callback to stop. These never take a lock. Each bucket is copied
+ * whole, so the records of one bucket form a consistent set. They return
+ * the number of buckets skipped because a writer kept them busy past a
+ * bounded number of retries (or died mid-write and nobody has repaired the
+ * bucket yet); on allocation failure every bucket counts as skipped.
  */
 typedef int (*shm_channel_fn)(const struct shm_channel *c, void *arg);
 typedef int (*shm_room_fn)(const struct shm_room *r, void *arg);
-void shm_each_channel(const struct shm_seg *seg, shm_channel_fn fn, void *arg);
-void shm_each_room(const struct shm_seg *seg, shm_room_fn fn, void *arg);
+size_t shm_each_channel(const struct shm_seg *seg, shm_channel_fn fn,
+                        void *arg);
+size_t shm_each_room(const struct shm_seg *seg, shm_room_fn fn, void *arg);
 
 #endif

@@ -1,0 +1,44 @@
+/*
+ * shm_test: hooks into libimgate-shm for its tests only. They let a test
+ * reproduce what a crashing worker leaves behind (a held lock, a write
+ * half done) and verify a bucket's invariants. Nothing outside t/ uses
+ * them.
+ */
+#ifndef IMGATE_SHM_TEST_H
+#define IMGATE_SHM_TEST_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shm/shm.h"
+
+/* The bucket a channel key or room name hashes to. */
+uint32_t shm_test_bucket_of(const struct shm_seg *seg, const char *name);
+
+/* Take bucket b's lock and return holding it (-1 on error). */
+int shm_test_lock_bucket(struct shm_seg *seg, uint32_t b);
+
+/*
+ * Take the lock of key's bucket and start writing key's record the way
+ * shm_channel_put does, then stop half-way: the sequence is odd, the
+ * bucket dirty, the slot marked as being written and half filled. The
+ * caller is expected to die without unlocking.
+ */
+int shm_test_torn_put(struct shm_seg *seg, const char *key);
+
+/* Overwrite the header's version (to test attach refusing it). */
+void shm_test_set_version(struct shm_seg *seg, uint32_t version);
+
+/*
+ * Check bucket b without locking (call it when no writer runs): counts
+ * match the slots, every record is reachable from its home slot, no key
+ * twice, room totals equal their per-worker sums and are > 0. 0, or -1
+ * with err describing the first violation.
+ */
+int shm_test_check_bucket(const struct shm_seg *seg, uint32_t b, char *err,
+                          size_t errlen);
+
+/* Times bucket b's lock was found with a dead owner. */
+uint32_t shm_test_bucket_recoveries(const struct shm_seg *seg, uint32_t b);
+
+#endif
