@@ -1,0 +1,439 @@
+#!/usr/bin/python3
+"""imgate-comet master and workers, as real processes on 127.0.0.1.
+
+Each test starts its own master (-f) with a generated config on free ports
+and a unique shm name, and cleans up by pid. Run from the build directory
+(make check does), or set IMGATE_COMET to the binary.
+"""
+import http.client
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+BIN = os.environ.get("IMGATE_COMET") or os.path.abspath("imgate-comet")
+STEP = 0.02
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(cond, timeout=5.0, what="condition"):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        v = cond()
+        if v:
+            return v
+        time.sleep(STEP)
+    raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+
+
+def children(pid):
+    r = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return sorted(int(x) for x in r.stdout.split())
+
+
+def read(path):
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+class Comet:
+    """One imgate-comet master with its config, log and cleanup."""
+
+    seq = 0
+
+    def __init__(self, workers=2, **over):
+        Comet.seq += 1
+        self.dir = tempfile.mkdtemp(prefix="imgate-comet-test.")
+        self.conf_path = os.path.join(self.dir, "comet.conf")
+        self.log_path = os.path.join(self.dir, "comet.log")
+        self.pid_path = os.path.join(self.dir, "comet.pid")
+        self.shm_name = "/imgate-test-%d-%d" % (os.getpid(), Comet.seq)
+        self.tcp = free_port()
+        self.admin = free_port()
+        self.settings = {
+            "server": {
+                "workers": str(workers),
+                "pid_file": self.pid_path,
+                "drain_timeout": "2s",
+                "log_level": "info",
+            },
+            "listen": {
+                "tcp": "127.0.0.1:%d" % self.tcp,
+                "ws": "off",
+                "admin": "127.0.0.1:%d" % self.admin,
+            },
+            "shm": {
+                "name": self.shm_name,
+                "buckets": "16",
+                "channels_per_bucket": "16",
+                "rooms_per_bucket": "4",
+                "max_workers": "8",
+            },
+        }
+        for key, value in over.items():
+            section, name = key.split("__")
+            self.settings.setdefault(section, {})[name] = value
+        self.write_conf()
+        self.proc = None
+        self.pid = None
+
+    def write_conf(self, extra=""):
+        lines = []
+        for section, kv in self.settings.items():
+            lines.append("[%s]" % section)
+            lines += ["%s = %s" % (k, v) for k, v in kv.items()]
+        with open(self.conf_path, "w") as f:
+            f.write("\n".join(lines) + "\n" + extra)
+
+    def start(self, foreground=True):
+        args = [BIN, "-c", self.conf_path] + (["-f"] if foreground else [])
+        self.logf = open(self.log_path, "ab")
+        self.proc = subprocess.Popen(args, stdout=self.logf, stderr=self.logf)
+        self.pid = self.proc.pid
+        wait_for(lambda: self.http("/healthz")[0] == 200, what="healthz 200")
+        return self
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def wait_log(self, text, timeout=5.0):
+        wait_for(lambda: text in self.log(), timeout, "log line %r" % text)
+
+    def http(self, path):
+        try:
+            c = http.client.HTTPConnection("127.0.0.1", self.admin, timeout=2)
+            c.request("GET", path)
+            r = c.getresponse()
+            body = r.read().decode()
+            c.close()
+            return r.status, body
+        except OSError:
+            return None, ""
+
+    def metric(self, name):
+        status, body = self.http("/metrics")
+        for line in body.splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        return None
+
+    def workers(self):
+        return children(self.pid)
+
+    def signal(self, sig):
+        os.kill(self.pid, sig)
+
+    def cleanup(self):
+        if self.pid is not None:
+            kids = self.workers()
+            if self.proc.poll() is None:
+                self.proc.send_signal(signal.SIGTERM)
+                try:
+                    self.proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            for k in kids:
+                if alive(k):
+                    os.kill(k, signal.SIGKILL)
+            self.logf.close()
+        try:
+            os.unlink("/dev/shm" + self.shm_name)
+        except FileNotFoundError:
+            pass
+        if os.environ.get("KEEP_LOGS"):
+            sys.stderr.write("logs in %s\n" % self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def connect_accepted(port, comet, timeout=3.0):
+    """Connect and wait until a worker has accepted the connection."""
+    before = comet.metric("imgate_comet_conn_accepted_total") or 0
+    s = socket.create_connection(("127.0.0.1", port), timeout=2)
+    try:
+        wait_for(lambda: (comet.metric("imgate_comet_conn_accepted_total") or 0)
+                 > before, timeout, "an accepted connection on %d" % port)
+    finally:
+        s.close()
+
+
+class CometMasterTest(unittest.TestCase):
+    def comet(self, **kw):
+        c = Comet(**kw)
+        self.addCleanup(c.cleanup)
+        return c
+
+    def test_check_config(self):
+        c = self.comet()
+        r = subprocess.run([BIN, "-t", "-c", c.conf_path], capture_output=True,
+                           text=True, timeout=10)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(r.stdout.strip(), "ok")
+        c.settings["server"]["workerz"] = "3"
+        c.write_conf()
+        r = subprocess.run([BIN, "-t", "-c", c.conf_path], capture_output=True,
+                           text=True, timeout=10)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(c.conf_path + ":", r.stderr)
+        self.assertIn("[server] workerz: unknown setting", r.stderr)
+        r = subprocess.run([BIN, "-t", "-c", c.dir + "/missing.conf"],
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("missing.conf", r.stderr)
+
+    def test_start_health_metrics(self):
+        c = self.comet(workers=3).start()
+        wait_for(lambda: len(c.workers()) == 3, what="3 workers")
+        status, body = c.http("/healthz")
+        self.assertEqual(status, 200)
+        self.assertIn("3/3", body)
+        self.assertEqual(c.metric("imgate_comet_workers"), 3)
+        self.assertEqual(c.metric("imgate_comet_workers_alive"), 3)
+        per = c.metric("imgate_comet_worker_connection_limit")
+        self.assertGreater(per, 0)
+        self.assertEqual(c.metric("imgate_comet_capacity_connections"), 3 * per)
+        self.assertEqual(c.metric("imgate_comet_channels"), 0)
+        self.assertIsNotNone(c.metric("imgate_comet_conn_current"))
+        self.assertIn('imgate_comet_worker_conn_current{worker="2"} 0',
+                      c.http("/metrics")[1])
+        self.assertEqual(c.http("/nope")[0], 404)
+        self.assertTrue(os.path.exists("/dev/shm" + c.shm_name))
+        with open(c.pid_path) as f:
+            self.assertEqual(int(f.read()), c.pid)
+        self.assertIn("node capacity: 3 workers x", c.log())
+        connect_accepted(c.tcp, c)
+
+    def test_second_master_refused(self):
+        c = self.comet().start()
+        r = subprocess.run([BIN, "-f", "-c", c.conf_path], capture_output=True,
+                           text=True, timeout=10)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("already running (pid %d" % c.pid, r.stderr)
+        # The running master lost nothing.
+        self.assertEqual(c.http("/healthz")[0], 200)
+        self.assertTrue(os.path.exists("/dev/shm" + c.shm_name))
+
+    def test_kill9_worker_respawns(self):
+        c = self.comet(workers=2).start()
+        before = wait_for(lambda: c.workers() if len(c.workers()) == 2 else None,
+                          what="2 workers")
+        victim = before[0]
+        os.kill(victim, signal.SIGKILL)
+        after = wait_for(
+            lambda: (lambda w: w if len(w) == 2 and victim not in w else None)(
+                c.workers()), what="a respawned worker")
+        self.assertNotIn(victim, after)
+        self.assertIn(before[1], after)
+        c.wait_log("(pid %d) killed by signal 9" % victim)
+        wait_for(lambda: c.http("/healthz")[0] == 200, what="healthy again")
+        self.assertEqual(c.metric("imgate_comet_worker_respawns_total"), 1)
+        connect_accepted(c.tcp, c)
+
+    def test_crash_loop_backs_off(self):
+        c = self.comet(workers=1).start()
+        pids = set()
+        t0 = time.monotonic()
+        for i in range(4):
+            w = wait_for(lambda: [p for p in c.workers() if p not in pids],
+                         timeout=10, what="worker %d" % i)
+            pids.add(w[0])
+            os.kill(w[0], signal.SIGKILL)
+        # 200 + 400 + 800 ms of backoff at least before the fourth kill.
+        self.assertGreater(time.monotonic() - t0, 1.3)
+        c.wait_log("respawning in 800 ms")
+
+    def test_reload_bad_config_keeps_running(self):
+        c = self.comet(workers=2).start()
+        before = c.workers()
+        c.write_conf(extra="[server]\nworkers = 5\n")  # set twice
+        c.signal(signal.SIGHUP)
+        c.wait_log("reload refused")
+        self.assertIn("%s:" % c.conf_path, c.log())
+        self.assertIn("workers set twice", c.log())
+        self.assertIsNone(c.proc.poll())
+        self.assertEqual(c.workers(), before)
+        self.assertEqual(c.http("/healthz")[0], 200)
+        self.assertEqual(c.metric("imgate_comet_reload_failures_total"), 1)
+        self.assertEqual(c.metric("imgate_comet_reloads_total"), 0)
+
+    def test_reload_worker_count(self):
+        c = self.comet(workers=2).start()
+        first = wait_for(lambda: c.workers() if len(c.workers()) == 2 else None,
+                         what="2 workers")
+        c.settings["server"]["workers"] = "4"
+        c.write_conf()
+        c.signal(signal.SIGHUP)
+        grown = wait_for(lambda: c.workers() if len(c.workers()) == 4 else None,
+                         what="4 workers")
+        # Established workers stay: nothing they hold is dropped.
+        self.assertTrue(set(first) <= set(grown))
+        wait_for(lambda: c.http("/healthz")[0] == 200, what="4/4 healthy")
+        self.assertEqual(c.metric("imgate_comet_workers"), 4)
+        c.settings["server"]["workers"] = "1"
+        c.write_conf()
+        c.signal(signal.SIGHUP)
+        wait_for(lambda: len(c.workers()) == 1, what="1 worker")
+        self.assertEqual(c.workers(), [first[0]])
+        wait_for(lambda: c.http("/healthz")[0] == 200, what="1/1 healthy")
+        self.assertEqual(c.metric("imgate_comet_reloads_total"), 2)
+        self.assertEqual(c.metric("imgate_comet_worker_respawns_total"), 0)
+
+    def test_reload_adds_and_removes_listener(self):
+        c = self.comet(workers=2).start()
+        ws = free_port()
+        with self.assertRaises(ConnectionRefusedError):
+            socket.create_connection(("127.0.0.1", ws), timeout=2)
+        c.settings["listen"]["ws"] = "127.0.0.1:%d" % ws
+        c.write_conf()
+        c.signal(signal.SIGHUP)
+        c.wait_log("reload applied: generation 1")
+        connect_accepted(ws, c)
+        connect_accepted(c.tcp, c)
+        c.settings["listen"]["ws"] = "off"
+        c.write_conf()
+        c.signal(signal.SIGHUP)
+        c.wait_log("reload applied: generation 2")
+        wait_for(lambda: "stop accepting on listener" in c.log(),
+                 what="workers dropping the listener")
+
+        def refused():
+            try:
+                socket.create_connection(("127.0.0.1", ws), timeout=1).close()
+            except ConnectionRefusedError:
+                return True
+            except OSError:  # reset while the last copy closes: look again
+                pass
+            return False
+
+        wait_for(refused, what="ws port closed")
+
+    def test_reload_restart_only_settings(self):
+        c = self.comet(workers=1).start()
+        c.settings["shm"]["buckets"] = "32"
+        c.write_conf()
+        c.signal(signal.SIGHUP)
+        c.wait_log("reload applied")
+        self.assertIn("[shm] settings changed: they need a restart", c.log())
+        self.assertEqual(c.http("/healthz")[0], 200)
+
+    def test_reuseport(self):
+        c = self.comet(workers=2, server__reuseport="yes").start()
+        for _ in range(6):
+            connect_accepted(c.tcp, c)
+        w = c.workers()
+        os.kill(w[0], signal.SIGKILL)
+        wait_for(lambda: len(c.workers()) == 2 and w[0] not in c.workers(),
+                 what="respawn")
+        wait_for(lambda: c.http("/healthz")[0] == 200, what="healthy")
+        for _ in range(6):
+            connect_accepted(c.tcp, c)
+
+    def test_sigusr1_reopens_log(self):
+        c = self.comet(workers=1)
+        logfile = os.path.join(c.dir, "file.log")
+        c.settings["server"]["log"] = logfile
+        c.write_conf()
+        c.start()
+        wait_for(lambda: "worker running" in read(logfile),
+                 what="worker line in the log file")
+        os.rename(logfile, logfile + ".1")
+        c.signal(signal.SIGUSR1)
+        wait_for(lambda: os.path.exists(logfile), what="reopened log")
+        c.signal(signal.SIGHUP)
+        wait_for(lambda: "config generation 1 applied" in read(logfile),
+                 what="worker writing to the new file")
+
+    def test_sigterm_drains_and_cleans_up(self):
+        c = self.comet(workers=3).start()
+        kids = wait_for(lambda: c.workers() if len(c.workers()) == 3 else None,
+                        what="3 workers")
+        t0 = time.monotonic()
+        c.signal(signal.SIGTERM)
+        rc = c.proc.wait(timeout=5)
+        self.assertEqual(rc, 0)
+        self.assertLess(time.monotonic() - t0, 2.0 + 1.0)
+        self.assertFalse(os.path.exists("/dev/shm" + c.shm_name))
+        self.assertFalse(os.path.exists(c.pid_path))
+        for k in kids:
+            wait_for(lambda: not alive(k), timeout=2, what="worker %d gone" % k)
+        self.assertIn("stopped", c.log())
+
+    def test_master_death_stops_workers(self):
+        c = self.comet(workers=2).start()
+        kids = wait_for(lambda: c.workers() if len(c.workers()) == 2 else None,
+                        what="2 workers")
+        c.proc.kill()
+        c.proc.wait()
+        for k in kids:
+            wait_for(lambda: not alive(k) or read("/proc/%d/stat" % k)
+                     .split(")")[-1].split()[:1] == ["Z"], timeout=3,
+                     what="orphan worker %d exiting" % k)
+
+    def test_daemon_mode(self):
+        c = self.comet(workers=1)
+        # A daemon logging to stderr would keep the caller's pipe open.
+        c.settings["server"]["log"] = c.log_path
+        c.write_conf()
+
+        def kill_daemon():
+            pid = read(c.pid_path).strip()
+            if pid and alive(int(pid)):
+                os.kill(int(pid), signal.SIGKILL)
+
+        self.addCleanup(kill_daemon)
+        r = subprocess.run([BIN, "-c", c.conf_path], capture_output=True,
+                           text=True, timeout=10)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        with open(c.pid_path) as f:
+            pid = int(f.read())
+        try:
+            wait_for(lambda: len(children(pid)) == 1, what="daemon's worker")
+            self.assertEqual(c.http("/healthz")[0], 200)
+        finally:
+            os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not alive(pid), timeout=5, what="daemon exit")
+        self.assertFalse(os.path.exists("/dev/shm" + c.shm_name))
+
+    def test_bad_listener_fails_start(self):
+        busy = socket.socket()
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        self.addCleanup(busy.close)
+        c = self.comet(listen__tcp="127.0.0.1:%d" % busy.getsockname()[1])
+        r = subprocess.run([BIN, "-f", "-c", c.conf_path], capture_output=True,
+                           text=True, timeout=10)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn("cannot listen on 127.0.0.1:%d" % busy.getsockname()[1],
+                      r.stderr)
+        self.assertFalse(os.path.exists("/dev/shm" + c.shm_name))
+        self.assertFalse(os.path.exists(c.pid_path))
+
+
+if __name__ == "__main__":
+    if not os.access(BIN, os.X_OK):
+        sys.stderr.write("imgate-comet not found at %s\n" % BIN)
+        sys.exit(99)
+    unittest.main(verbosity=2)
