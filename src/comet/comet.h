@@ -136,6 +136,14 @@ struct worker {
  * sess_drain: SIGTERM: send op 6 to every client, Disconnect them from
  *   logic, close them; done() is called when nothing is left in flight.
  * sess_free: release everything (after the loop has stopped).
+ *
+ * w->conf is the worker's own copy: on reload worker.c installs the new one,
+ * calls sess_reload and then frees the old one, so keep no pointer into it.
+ * Counters: worker.c counts at accept level (SHM_C_CONN_ACCEPTED,
+ * SHM_C_CONN_REFUSED_LIMIT, SHM_C_ACCEPT_PAUSED); the session layer counts
+ * the rest (SHM_C_CONN_CURRENT, SHM_C_CONN_CLOSED, ...). The master zeroes
+ * SHM_C_CONN_CURRENT of a dead worker. worker.c pauses accepting while
+ * sess_count() >= w->max_conns and looks again every 100 ms.
  */
 int sess_init(struct worker *w);
 void sess_accept(struct worker *w, evutil_socket_t fd,

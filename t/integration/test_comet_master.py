@@ -265,6 +265,37 @@ class CometMasterTest(unittest.TestCase):
         self.assertGreater(time.monotonic() - t0, 1.3)
         c.wait_log("respawning in 800 ms")
 
+    def test_capacity_logged_and_warned(self):
+        c = self.comet(workers=2, server__worker_connections="10",
+                       server__max_connections="100").start()
+        c.wait_log("node capacity: 2 workers x 10 connections = 20")
+        self.assertIn("max_connections = 100 exceeds the node capacity 20",
+                      c.log())
+        self.assertEqual(c.metric("imgate_comet_capacity_connections"), 20)
+
+    def test_accept_backpressure(self):
+        # The session layer holds an unauthenticated client until the
+        # handshake timeout: long enough to fill the worker.
+        c = self.comet(workers=1, server__worker_connections="2",
+                       protocol__handshake_timeout="20s").start()
+        accepted = lambda: c.metric("imgate_comet_conn_accepted_total")
+        s1 = socket.create_connection(("127.0.0.1", c.tcp), timeout=2)
+        s2 = socket.create_connection(("127.0.0.1", c.tcp), timeout=2)
+        self.addCleanup(s1.close)
+        self.addCleanup(s2.close)
+        wait_for(lambda: accepted() == 2, what="2 accepted")
+        wait_for(lambda: c.metric("imgate_comet_accept_paused_total") >= 1,
+                 what="accept paused")
+        # The kernel completes the handshake; the worker leaves it queued.
+        s3 = socket.create_connection(("127.0.0.1", c.tcp), timeout=2)
+        self.addCleanup(s3.close)
+        time.sleep(0.5)
+        self.assertEqual(accepted(), 2)
+        self.assertEqual(c.metric("imgate_comet_conn_refused_limit_total"), 0)
+        s1.close()
+        wait_for(lambda: accepted() == 3, what="the queued client accepted")
+        c.wait_log("accept resumed")
+
     def test_reload_bad_config_keeps_running(self):
         c = self.comet(workers=2).start()
         before = c.workers()
