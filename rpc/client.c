@@ -372,7 +372,7 @@ client_connect(struct rpc_client *c)
 	memset(&hints, 0, sizeof(hints));
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
-	hints.ai_flags = EVUTIL_AI_NUMERICSERV | EVUTIL_AI_ADDRCONFIG;
+	hints.ai_flags = EVUTIL_AI_NUMERICSERV;
 	snprintf(portstr, sizeof(portstr), "%d", c->port);
 	if (evutil_getaddrinfo(c->host, portstr, &hints, &ai) != 0)
 		goto fail;

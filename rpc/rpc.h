@@ -7,6 +7,9 @@
  * later from another event), the client calls back when the response, a
  * timeout or a disconnection ends the call.
  *
+ * The process must ignore SIGPIPE (the daemons do): a peer that goes away
+ * while a reply is being written must cost an EPIPE, not the process.
+ *
  * This is a library: functions return 0 / -1 or fill an error buffer;
  * they never log or exit.
  */
