@@ -572,6 +572,59 @@ START_TEST(test_garbage)
 }
 END_TEST
 
+/*
+ * A peer that sends requests but never reads its replies: the server must
+ * stop reading it once max_output bytes wait, and carry on once it reads.
+ */
+START_TEST(test_output_bound)
+{
+	enum { N = 4000, SZ = 4096 };
+	struct rpc_limits lim = {.max_output = 256 * 1024};
+	struct raw raw = {0};
+	struct bufferevent *bev;
+	struct sockaddr_in sa = {.sin_family = AF_INET};
+	msgpack_sbuffer sb;
+	msgpack_packer pk;
+	char *blob = calloc(1, SZ);
+	size_t got = 0, want = 0;
+
+	server_start(0, &lim);
+	bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+	bufferevent_setcb(bev, NULL, NULL, raw_event_cb, &raw);
+	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	sa.sin_port = htons(rpc_server_port(S.srv));
+	ck_assert_int_eq(
+	    bufferevent_socket_connect(bev, (void *)&sa, sizeof(sa)), 0);
+	for (int i = 0; i < N; i++) {
+		msgpack_sbuffer_init(&sb);
+		msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
+		rpc_pack_request_head(&pk, (uint32_t)i, "echo");
+		msgpack_pack_array(&pk, 1);
+		msgpack_pack_bin(&pk, SZ);
+		msgpack_pack_bin_body(&pk, blob, SZ);
+		bufferevent_write(bev, sb.data, sb.size);
+		/* The reply: [1, msgid, nil, bin] */
+		want += sb.size - 6 + 1;
+		msgpack_sbuffer_destroy(&sb);
+	}
+	free(blob);
+	run_for(500);
+	/* Kernel buffers take some, the bound the rest: not all served. */
+	ck_assert_int_gt(S.calls, 0);
+	ck_assert_int_lt(S.calls, N);
+	bufferevent_enable(bev, EV_READ);
+	for (int i = 0; i < 1000 && got < want && !raw.closed; i++) {
+		run_for(10);
+		got += evbuffer_get_length(bufferevent_get_input(bev));
+		evbuffer_drain(bufferevent_get_input(bev), (size_t)-1);
+	}
+	ck_assert_int_eq(S.calls, N);
+	ck_assert_uint_eq(got, want);
+	ck_assert_int_eq(raw.closed, 0);
+	bufferevent_free(bev);
+}
+END_TEST
+
 /* Free the client from inside a result callback. */
 static struct rpc_client *free_me;
 static int free_calls;
@@ -715,6 +768,7 @@ rpc_net_suite(void)
 	tcase_add_test(tc, test_cancel);
 	tcase_add_test(tc, test_reply_after_disconnect);
 	tcase_add_test(tc, test_garbage);
+	tcase_add_test(tc, test_output_bound);
 	tcase_add_test(tc, test_free_in_callback);
 	tcase_add_test(tc, test_set_target);
 	tcase_add_test(tc, test_max_pending);
