@@ -8,6 +8,7 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
@@ -18,6 +19,7 @@
 #include <sys/eventfd.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -294,6 +296,45 @@ worker_slot_reset(struct master *m, int id)
 }
 
 /*
+ * In the child: the master's admin HTTP connections must be let go without
+ * evhttp_free's shutdown(), which would cut the master's own copy of the
+ * socket mid-reply. The master holds no other connected TCP socket, so
+ * every one found is an admin connection: /dev/null takes its place and
+ * evhttp then closes that instead.
+ */
+static void
+child_detach_admin_conns(void)
+{
+	DIR *d = opendir("/proc/self/fd");
+	struct dirent *e;
+	int null, fd, v;
+	socklen_t len;
+	struct stat st;
+
+	if (d == NULL)
+		return;
+	null = open("/dev/null", O_RDWR | O_CLOEXEC);
+	while (null != -1 && (e = readdir(d)) != NULL) {
+		fd = atoi(e->d_name);
+		if (fd <= STDERR_FILENO || fd == dirfd(d) || fd == null ||
+		    fstat(fd, &st) == -1 || !S_ISSOCK(st.st_mode))
+			continue;
+		len = sizeof(v);
+		if (getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &v, &len) == -1 ||
+		    (v != AF_INET && v != AF_INET6))
+			continue;
+		len = sizeof(v);
+		if (getsockopt(fd, SOL_SOCKET, SO_ACCEPTCONN, &v, &len) == -1 ||
+		    v != 0)
+			continue;
+		dup2(null, fd);
+	}
+	if (null != -1)
+		close(null);
+	closedir(d);
+}
+
+/*
  * In the child, right after fork: drop what belongs to the master (its
  * event base, admin listener, other workers' sockets) and run the worker.
  */
@@ -337,6 +378,8 @@ child_start(struct master *m, int id, int ctl_fd)
 	 */
 	if (event_reinit(m->base) == -1)
 		_exit(1);
+	/* After reinit, which would re-add /dev/null to epoll and fail. */
+	child_detach_admin_conns();
 	admin_free(m);
 	for (i = 0; i < sizeof(m->sig_ev) / sizeof(m->sig_ev[0]); i++)
 		if (m->sig_ev[i] != NULL)

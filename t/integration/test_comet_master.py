@@ -241,6 +241,11 @@ class CometMasterTest(unittest.TestCase):
         before = wait_for(lambda: c.workers() if len(c.workers()) == 2 else None,
                           what="2 workers")
         victim = before[0]
+        # A scrape connection kept alive across the fork of the new worker.
+        keep = http.client.HTTPConnection("127.0.0.1", c.admin, timeout=2)
+        self.addCleanup(keep.close)
+        keep.request("GET", "/healthz")
+        self.assertEqual(keep.getresponse().read(), b"ok: 2/2 workers\n")
         os.kill(victim, signal.SIGKILL)
         after = wait_for(
             lambda: (lambda w: w if len(w) == 2 and victim not in w else None)(
@@ -250,6 +255,9 @@ class CometMasterTest(unittest.TestCase):
         c.wait_log("(pid %d) killed by signal 9" % victim)
         wait_for(lambda: c.http("/healthz")[0] == 200, what="healthy again")
         self.assertEqual(c.metric("imgate_comet_worker_respawns_total"), 1)
+        keep.request("GET", "/healthz")
+        r = keep.getresponse()
+        self.assertEqual((r.status, r.read()), (200, b"ok: 2/2 workers\n"))
         connect_accepted(c.tcp, c)
 
     def test_crash_loop_backs_off(self):
