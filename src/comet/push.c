@@ -1,0 +1,741 @@
+#include "config.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+
+#include "comet/conn.h"
+#include "comet/push.h"
+#include "common/envelope.h"
+#include "common/proto.h"
+#include "common/ws.h"
+
+#define PUSH_BACKOFF_MIN_MS 100
+#define PUSH_BACKOFF_MAX_MS 5000
+#define PUSH_PACE_TICK_MS   10
+#define PUSH_CHANNEL_MAX    (COMET_NAME_MAX + ENVELOPE_NAME_MAX + 16)
+
+/* A broadcast delivered at a bounded rate (envelope speed). */
+struct push_pace {
+	struct push_pace *next;
+	struct sbuf *tcp, *ws;
+	int32_t op;
+	uint32_t *ids;
+	size_t n, pos;
+	size_t per_tick;
+};
+
+struct push {
+	struct sess_worker *sw;
+	redisAsyncContext *ac;
+	int ready;   /* connected; subscriptions sent */
+	int closing; /* push_free in progress: do not reconnect */
+	long backoff_ms;
+	struct event *retry;
+	struct event *flush;
+	int flush_armed;
+	TAILQ_HEAD(, room) dirty;
+	struct push_pace *paces;
+	struct event *pace;
+	msgpack_unpacked scratch;
+	char node_ch[PUSH_CHANNEL_MAX];
+	char all_ch[PUSH_CHANNEL_MAX];
+	char room_prefix[PUSH_CHANNEL_MAX]; /* "<prefix>:room:" */
+	size_t room_prefix_len;
+};
+
+static void push_connect(struct push *p);
+static void push_message_cb(redisAsyncContext *ac, void *r, void *privdata);
+
+/* Shared buffers ---------------------------------------------------------- */
+
+struct sbuf *
+sbuf_new(size_t len)
+{
+	struct sbuf *b;
+
+	if (len > UINT32_MAX || (b = malloc(sizeof(*b) + len)) == NULL)
+		return NULL;
+	b->refs = 1;
+	b->len = (uint32_t)len;
+	return b;
+}
+
+void
+sbuf_ref(struct sbuf *b)
+{
+	b->refs++;
+}
+
+void
+sbuf_unref(struct sbuf *b)
+{
+	if (b != NULL && --b->refs == 0)
+		free(b);
+}
+
+int
+push_frame(int32_t op, const void *body, size_t len, struct sbuf **tcp,
+           struct sbuf **ws)
+{
+	uint8_t wh[10];
+	size_t whl;
+
+	*tcp = *ws = NULL;
+	if (len > PROTO_MAX_BODY - 16)
+		return -1;
+	if ((*tcp = sbuf_new(PROTO_HEADER_LEN + len)) == NULL)
+		return -1;
+	proto_header_write((*tcp)->data, len, PROTO_PUSH_VER, op, 0);
+	if (len > 0)
+		memcpy((*tcp)->data + PROTO_HEADER_LEN, body, len);
+	whl = ws_frame_header(wh, WS_OP_BINARY, (*tcp)->len);
+	if ((*ws = sbuf_new(whl + (*tcp)->len)) == NULL) {
+		sbuf_unref(*tcp);
+		*tcp = NULL;
+		return -1;
+	}
+	memcpy((*ws)->data, wh, whl);
+	memcpy((*ws)->data + whl, (*tcp)->data, (*tcp)->len);
+	return 0;
+}
+
+static int
+push_send(struct conn *c, struct sbuf *tcp, struct sbuf *ws)
+{
+	return conn_send_shared(c, (c->flags & CONN_F_WS) ? ws : tcp);
+}
+
+/* Key pushes ------------------------------------------------------------- */
+
+static void
+push_keys(struct push *p, const struct envelope *e)
+{
+	struct sess_worker *sw = p->sw;
+	struct sbuf *tcp = NULL, *ws = NULL;
+	struct shm_channel ch;
+	char key[SHM_KEY_MAX];
+	const msgpack_object *k;
+	struct conn *c;
+	uint32_t i, len;
+	const char *s;
+
+	sess_count_add(sw, SHM_C_PUSH_KEY, 1);
+	for (i = 0; i < e->keys->via.array.size; i++) {
+		k = &e->keys->via.array.ptr[i];
+		s = k->via.str.ptr;
+		len = k->via.str.size;
+		c = NULL;
+		if (len < sizeof(key) && memchr(s, '\0', len) == NULL) {
+			memcpy(key, s, len);
+			key[len] = '\0';
+			c = conn_by_key(sw, key);
+		} else
+			key[0] = '\0';
+		if (c == NULL) {
+			/*
+			 * Every worker sees every key push: one of them counts
+			 * a key nobody on the node holds.
+			 */
+			if (sw->w->id == 0 &&
+			    (key[0] == '\0' ||
+			     shm_channel_get(sw->w->shm, key, &ch) != 0))
+				sess_count_add(sw, SHM_C_DROP_NO_KEY, 1);
+			continue;
+		}
+		if (!conn_watches(c, e->operation)) {
+			sess_count_add(sw, SHM_C_DROP_NOT_WATCH, 1);
+			conn_trace(c, "push op %d not watched, dropped",
+			           e->operation);
+			continue;
+		}
+		if (tcp == NULL && push_frame(e->operation, e->msg, e->msg_len,
+		                              &tcp, &ws) == -1) {
+			log_error("push: out of memory framing a key push");
+			return;
+		}
+		if (push_send(c, tcp, ws) == 0)
+			conn_trace(c,
+			           "key push op %d (%zu bytes) queued, id %llu",
+			           e->operation, e->msg_len,
+			           (unsigned long long)e->id);
+	}
+	sbuf_unref(tcp);
+	sbuf_unref(ws);
+}
+
+/* Room pushes: batched per loop turn ------------------------------------- */
+
+static void
+push_room_clear(struct room *r)
+{
+	uint32_t i;
+
+	for (i = 0; i < r->npending; i++)
+		sbuf_unref(r->pending[i]);
+	r->npending = 0;
+	r->pending_bytes = 0;
+}
+
+static void
+push_flush_room(struct push *p, struct room *r)
+{
+	struct sbuf *tcp = NULL, *ws = NULL;
+	struct room_member *m;
+	struct conn *c;
+	uint8_t wh[10];
+	size_t whl, off, inner = r->pending_bytes;
+	uint32_t i;
+
+	if (r->npending == 0)
+		return;
+	if (r->npending == 1) {
+		tcp = r->pending[0];
+		sbuf_ref(tcp);
+	} else if ((tcp = sbuf_new(inner)) != NULL) {
+		/* TCP: goim writes a batch as its inner frames, back to back.
+		 */
+		for (off = 0, i = 0; i < r->npending; i++) {
+			memcpy(tcp->data + off, r->pending[i]->data,
+			       r->pending[i]->len);
+			off += r->pending[i]->len;
+		}
+	}
+	if (tcp != NULL) {
+		/* WebSocket: one message, an outer op-9 header when batched. */
+		size_t payload =
+		    inner + (r->npending > 1 ? PROTO_HEADER_LEN : 0);
+
+		whl = ws_frame_header(wh, WS_OP_BINARY, payload);
+		if ((ws = sbuf_new(whl + payload)) != NULL) {
+			memcpy(ws->data, wh, whl);
+			off = whl;
+			if (r->npending > 1) {
+				proto_batch_header(ws->data + off, inner,
+				                   PROTO_PUSH_VER, 0);
+				off += PROTO_HEADER_LEN;
+			}
+			memcpy(ws->data + off, tcp->data, inner);
+		}
+	}
+	if (tcp == NULL || ws == NULL) {
+		log_error("push: out of memory batching room %s", r->name);
+		sbuf_unref(tcp);
+		push_room_clear(r);
+		return;
+	}
+	TAILQ_FOREACH(m, &r->members, link)
+	{
+		c = htab_entry(m, struct conn, room);
+		if (c->state != CONN_ACTIVE)
+			continue;
+		if (push_send(c, tcp, ws) == 0)
+			conn_trace(c, "room %s: %u message(s) queued", r->name,
+			           r->npending);
+	}
+	sbuf_unref(tcp);
+	sbuf_unref(ws);
+	push_room_clear(r);
+}
+
+static void
+push_flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct push *p = arg;
+	struct room *r;
+
+	p->flush_armed = 0;
+	while ((r = TAILQ_FIRST(&p->dirty)) != NULL) {
+		TAILQ_REMOVE(&p->dirty, r, dirty_link);
+		r->dirty = 0;
+		push_flush_room(p, r);
+	}
+}
+
+static void
+push_room(struct push *p, const struct envelope *e)
+{
+	struct sess_worker *sw = p->sw;
+	char name[SHM_ROOM_MAX];
+	struct sbuf *tcp, *ws, **nv;
+	struct room *r;
+	uint32_t ncap;
+	long win;
+
+	sess_count_add(sw, SHM_C_PUSH_ROOM, 1);
+	if (e->room_len >= sizeof(name) ||
+	    memchr(e->room, '\0', e->room_len) != NULL)
+		return;
+	memcpy(name, e->room, e->room_len);
+	name[e->room_len] = '\0';
+	/* A late message for a room we just left: other workers deliver. */
+	if ((r = room_find(&sw->rooms, name)) == NULL)
+		return;
+	if (r->npending == r->pending_cap) {
+		ncap = r->pending_cap ? r->pending_cap * 2 : 4;
+		if ((nv = realloc(r->pending, ncap * sizeof(*nv))) == NULL)
+			goto oom;
+		r->pending = nv;
+		r->pending_cap = ncap;
+	}
+	/* Only the goim frame is kept; the WebSocket form is built per batch.
+	 */
+	if (push_frame(e->operation, e->msg, e->msg_len, &tcp, &ws) == -1)
+		goto oom;
+	sbuf_unref(ws);
+	r->pending[r->npending++] = tcp;
+	r->pending_bytes += tcp->len;
+	if (!r->dirty) {
+		r->dirty = 1;
+		TAILQ_INSERT_TAIL(&p->dirty, r, dirty_link);
+	}
+	if (!p->flush_armed) {
+		p->flush_armed = 1;
+		win = sw->w->conf->batch_window_ms;
+		if (win > 0) {
+			struct timeval tv = {win / 1000, (win % 1000) * 1000};
+
+			evtimer_add(p->flush, &tv);
+		} else
+			event_active(p->flush, EV_TIMEOUT, 0);
+	}
+	/* A batch over 1 MiB goes out now rather than growing. */
+	if (r->pending_bytes > (1u << 20)) {
+		TAILQ_REMOVE(&p->dirty, r, dirty_link);
+		r->dirty = 0;
+		push_flush_room(p, r);
+	}
+	return;
+oom:
+	log_error("push: out of memory queueing a room push for %s", name);
+}
+
+void
+push_room_first(struct room *r, void *arg)
+{
+	struct push *p = arg;
+
+	if (p->ready)
+		redisAsyncCommand(p->ac, push_message_cb, p, "SUBSCRIBE %b%b",
+		                  p->room_prefix, p->room_prefix_len, r->name,
+		                  r->name_len);
+}
+
+void
+push_room_last(struct room *r, void *arg)
+{
+	struct push *p = arg;
+
+	if (r->dirty) {
+		TAILQ_REMOVE(&p->dirty, r, dirty_link);
+		r->dirty = 0;
+	}
+	push_room_clear(r);
+	if (p->ready)
+		redisAsyncCommand(p->ac, NULL, NULL, "UNSUBSCRIBE %b%b",
+		                  p->room_prefix, p->room_prefix_len, r->name,
+		                  r->name_len);
+}
+
+/* Broadcasts ------------------------------------------------------------- */
+
+static void
+push_pace_free(struct push_pace *pc)
+{
+	sbuf_unref(pc->tcp);
+	sbuf_unref(pc->ws);
+	free(pc->ids);
+	free(pc);
+}
+
+static void
+push_pace_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct push *p = arg;
+	struct push_pace *pc, **pp;
+	struct conn *c;
+	size_t k;
+
+	for (pp = &p->paces; (pc = *pp) != NULL;) {
+		for (k = 0; k < pc->per_tick && pc->pos < pc->n; k++) {
+			c = conn_by_id(p->sw, pc->ids[pc->pos++]);
+			if (c != NULL && c->state == CONN_ACTIVE)
+				push_send(c, pc->tcp, pc->ws);
+		}
+		if (pc->pos == pc->n) {
+			*pp = pc->next;
+			push_pace_free(pc);
+		} else
+			pp = &pc->next;
+	}
+	if (p->paces != NULL) {
+		struct timeval tv = {0, PUSH_PACE_TICK_MS * 1000};
+
+		evtimer_add(p->pace, &tv);
+	}
+}
+
+static uint32_t
+push_running_workers(const struct sess_worker *sw)
+{
+	const struct shm_geometry *g = shm_seg_geometry(sw->w->shm);
+	const struct shm_worker *s;
+	uint32_t i, n = 0;
+
+	for (i = 0; i < g->max_workers; i++) {
+		s = shm_worker_slot_ro(sw->w->shm, i);
+		if (s != NULL && (s->state == SHM_WORKER_RUNNING ||
+		                  s->state == SHM_WORKER_DRAINING))
+			n++;
+	}
+	return n ? n : 1;
+}
+
+static void
+push_broadcast(struct push *p, const struct envelope *e)
+{
+	struct sess_worker *sw = p->sw;
+	struct sbuf *tcp, *ws;
+	struct push_pace *pc;
+	struct conn *c;
+	size_t n = 0, rate;
+
+	sess_count_add(sw, SHM_C_PUSH_ALL, 1);
+	if (push_frame(e->operation, e->msg, e->msg_len, &tcp, &ws) == -1) {
+		log_error("push: out of memory framing a broadcast");
+		return;
+	}
+	if (e->speed <= 0) {
+		LIST_FOREACH(c, &sw->conns, all)
+		{
+			if (c->state == CONN_ACTIVE &&
+			    conn_watches(c, e->operation))
+				push_send(c, tcp, ws);
+		}
+		sbuf_unref(tcp);
+		sbuf_unref(ws);
+		return;
+	}
+	/*
+	 * goim's speed is connections per second for the node; each worker
+	 * takes its share and spreads it over short ticks.
+	 */
+	if ((pc = calloc(1, sizeof(*pc))) == NULL ||
+	    (pc->ids = calloc(sw->nconns ? sw->nconns : 1, sizeof(*pc->ids))) ==
+	        NULL) {
+		free(pc);
+		sbuf_unref(tcp);
+		sbuf_unref(ws);
+		log_error("push: out of memory pacing a broadcast");
+		return;
+	}
+	LIST_FOREACH(c, &sw->conns, all)
+	{
+		if (n < sw->nconns && c->state == CONN_ACTIVE &&
+		    conn_watches(c, e->operation))
+			pc->ids[n++] = c->id;
+	}
+	pc->n = n;
+	pc->tcp = tcp;
+	pc->ws = ws;
+	pc->op = e->operation;
+	rate = (size_t)e->speed / push_running_workers(sw);
+	pc->per_tick = rate * PUSH_PACE_TICK_MS / 1000;
+	if (pc->per_tick == 0)
+		pc->per_tick = 1;
+	pc->next = p->paces;
+	p->paces = pc;
+	if (!evtimer_pending(p->pace, NULL))
+		push_pace_cb(-1, 0, p);
+}
+
+void
+push_deliver(struct push *p, const struct envelope *e)
+{
+	switch (e->type) {
+	case ENVELOPE_PUSH:
+		push_keys(p, e);
+		break;
+	case ENVELOPE_ROOM:
+		push_room(p, e);
+		break;
+	case ENVELOPE_BROADCAST:
+		push_broadcast(p, e);
+		break;
+	}
+}
+
+/* Redis ------------------------------------------------------------------ */
+
+static int
+push_is_room_channel(struct push *p, const char *ch, size_t len,
+                     const char **room, size_t *room_len)
+{
+	if (len < p->room_prefix_len ||
+	    memcmp(ch, p->room_prefix, p->room_prefix_len) != 0)
+		return 0;
+	*room = ch + p->room_prefix_len;
+	*room_len = len - p->room_prefix_len;
+	return 1;
+}
+
+static void
+push_message_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+	struct push *p = privdata;
+	redisReply *reply = r, *kind, *ch, *msg;
+	struct envelope e;
+	char err[128], name[SHM_ROOM_MAX];
+	const char *room;
+	size_t room_len;
+	struct room *rm;
+
+	if (reply == NULL || reply->type != REDIS_REPLY_ARRAY ||
+	    reply->elements != 3)
+		return;
+	kind = reply->element[0];
+	ch = reply->element[1];
+	msg = reply->element[2];
+	if (kind->type != REDIS_REPLY_STRING || ch->type != REDIS_REPLY_STRING)
+		return;
+	if (strcmp(kind->str, "unsubscribe") == 0) {
+		/*
+		 * hiredis forgets a channel's callback when its UNSUBSCRIBE is
+		 * answered, even if the room was joined again meanwhile: then
+		 * subscribe once more.
+		 */
+		if (p->ready &&
+		    push_is_room_channel(p, ch->str, ch->len, &room,
+		                         &room_len) &&
+		    room_len < sizeof(name)) {
+			memcpy(name, room, room_len);
+			name[room_len] = '\0';
+			if ((rm = room_find(&p->sw->rooms, name)) != NULL)
+				push_room_first(rm, p);
+		}
+		return;
+	}
+	if (strcmp(kind->str, "message") != 0 ||
+	    msg->type != REDIS_REPLY_STRING)
+		return;
+	if (envelope_decode(msg->str, msg->len, &p->scratch, &e, err,
+	                    sizeof(err)) == -1) {
+		sess_count_add(p->sw, SHM_C_DROP_BAD_ENVELOPE, 1);
+		log_warn("push: bad envelope on %s: %s", ch->str, err);
+		return;
+	}
+	push_deliver(p, &e);
+}
+
+static void
+push_subscribe_room(struct room *r, void *arg)
+{
+	push_room_first(r, arg);
+}
+
+static void
+push_retry_later(struct push *p)
+{
+	struct timeval tv;
+	long ms = p->backoff_ms;
+
+	/* Jitter in [ms/2, ms] keeps workers from reconnecting in step. */
+	ms = ms / 2 + (ms > 1 ? random() % (ms / 2 + 1) : 0);
+	tv.tv_sec = ms / 1000;
+	tv.tv_usec = (ms % 1000) * 1000;
+	evtimer_add(p->retry, &tv);
+	p->backoff_ms *= 2;
+	if (p->backoff_ms > PUSH_BACKOFF_MAX_MS)
+		p->backoff_ms = PUSH_BACKOFF_MAX_MS;
+}
+
+static void
+push_connect_cb(const redisAsyncContext *ac, int status)
+{
+	struct push *p = ac->data;
+	const struct comet_conf *c = p->sw->w->conf;
+
+	if (status != REDIS_OK) {
+		/* hiredis frees the context after this callback. */
+		log_warn("push: redis %s:%d: %s", c->redis.host, c->redis.port,
+		         ac->errstr);
+		p->ac = NULL;
+		p->ready = 0;
+		if (!p->closing)
+			push_retry_later(p);
+		return;
+	}
+	log_info("push: connected to redis %s:%d", c->redis.host,
+	         c->redis.port);
+	p->backoff_ms = PUSH_BACKOFF_MIN_MS;
+	if (c->redis_password[0] != '\0')
+		redisAsyncCommand(p->ac, NULL, NULL, "AUTH %s",
+		                  c->redis_password);
+	redisAsyncCommand(p->ac, push_message_cb, p, "SUBSCRIBE %s %s",
+	                  p->node_ch, p->all_ch);
+	p->ready = 1;
+	room_each(&p->sw->rooms, push_subscribe_room, p);
+}
+
+static void
+push_disconnect_cb(const redisAsyncContext *ac, int status)
+{
+	struct push *p = ac->data;
+
+	p->ac = NULL;
+	p->ready = 0;
+	if (p->closing)
+		return;
+	log_warn("push: lost redis: %s",
+	         status == REDIS_OK ? "closed" : ac->errstr);
+	sess_count_add(p->sw, SHM_C_REDIS_RECONNECTS, 1);
+	push_retry_later(p);
+}
+
+static void
+push_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	push_connect(arg);
+}
+
+static void
+push_connect(struct push *p)
+{
+	const struct comet_conf *c = p->sw->w->conf;
+	const char *host = c->redis.host[0] ? c->redis.host : "127.0.0.1";
+
+	p->ac = redisAsyncConnect(host, c->redis.port);
+	if (p->ac == NULL || p->ac->err) {
+		log_warn("push: redis %s:%d: %s", host, c->redis.port,
+		         p->ac ? p->ac->errstr : "out of memory");
+		if (p->ac != NULL)
+			redisAsyncFree(p->ac);
+		p->ac = NULL;
+		push_retry_later(p);
+		return;
+	}
+	p->ac->data = p;
+	/*
+	 * hiredis's callbacks use the subscriber's own handlers: its replies
+	 * are consumed here only, so its input is bounded by what Redis sends.
+	 */
+	redisLibeventAttach(p->ac, p->sw->w->base);
+	redisAsyncSetConnectCallback(p->ac, push_connect_cb);
+	redisAsyncSetDisconnectCallback(p->ac, push_disconnect_cb);
+}
+
+static int
+push_channels(struct push *p, char *err, size_t errlen)
+{
+	const struct comet_conf *c = p->sw->w->conf;
+	const char *pre = c->channel_prefix[0] ? c->channel_prefix : "imgate";
+	int n;
+
+	if (envelope_channel(p->node_ch, sizeof(p->node_ch), pre, ENVELOPE_PUSH,
+	                     c->server_id) == -1 ||
+	    envelope_channel(p->all_ch, sizeof(p->all_ch), pre,
+	                     ENVELOPE_BROADCAST, NULL) == -1) {
+		snprintf(err, errlen, "channel names too long");
+		return -1;
+	}
+	n = snprintf(p->room_prefix, sizeof(p->room_prefix), "%s:room:", pre);
+	if (n < 0 || (size_t)n >= sizeof(p->room_prefix)) {
+		snprintf(err, errlen, "channel prefix too long");
+		return -1;
+	}
+	p->room_prefix_len = (size_t)n;
+	return 0;
+}
+
+struct push *
+push_new(struct sess_worker *sw, char *err, size_t errlen)
+{
+	struct push *p;
+
+	if ((p = calloc(1, sizeof(*p))) == NULL) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	p->sw = sw;
+	p->backoff_ms = PUSH_BACKOFF_MIN_MS;
+	TAILQ_INIT(&p->dirty);
+	msgpack_unpacked_init(&p->scratch);
+	if (push_channels(p, err, errlen) == -1)
+		goto err;
+	p->retry = evtimer_new(sw->w->base, push_retry_cb, p);
+	p->flush = evtimer_new(sw->w->base, push_flush_cb, p);
+	p->pace = evtimer_new(sw->w->base, push_pace_cb, p);
+	if (p->retry == NULL || p->flush == NULL || p->pace == NULL) {
+		snprintf(err, errlen, "evtimer_new failed");
+		goto err;
+	}
+	push_connect(p);
+	return p;
+err:
+	push_free(p);
+	return NULL;
+}
+
+void
+push_free(struct push *p)
+{
+	struct push_pace *pc;
+	struct room *r;
+
+	if (p == NULL)
+		return;
+	p->closing = 1;
+	if (p->ac != NULL)
+		redisAsyncFree(p->ac);
+	p->ac = NULL;
+	while ((r = TAILQ_FIRST(&p->dirty)) != NULL) {
+		TAILQ_REMOVE(&p->dirty, r, dirty_link);
+		r->dirty = 0;
+		push_room_clear(r);
+	}
+	while ((pc = p->paces) != NULL) {
+		p->paces = pc->next;
+		push_pace_free(pc);
+	}
+	if (p->retry != NULL)
+		event_free(p->retry);
+	if (p->flush != NULL)
+		event_free(p->flush);
+	if (p->pace != NULL)
+		event_free(p->pace);
+	msgpack_unpacked_destroy(&p->scratch);
+	free(p);
+}
+
+void
+push_reload(struct push *p, const struct comet_conf *old)
+{
+	const struct comet_conf *c = p->sw->w->conf;
+	char err[128];
+
+	if (strcmp(c->redis.host, old->redis.host) == 0 &&
+	    c->redis.port == old->redis.port &&
+	    strcmp(c->redis_password, old->redis_password) == 0 &&
+	    strcmp(c->channel_prefix, old->channel_prefix) == 0 &&
+	    strcmp(c->server_id, old->server_id) == 0)
+		return;
+	if (push_channels(p, err, sizeof(err)) == -1) {
+		log_error("push: %s; keeping the old subscriptions", err);
+		return;
+	}
+	log_notice("push: redis settings changed, reconnecting");
+	p->closing = 1;
+	if (p->ac != NULL)
+		redisAsyncFree(p->ac);
+	p->ac = NULL;
+	p->ready = 0;
+	p->closing = 0;
+	evtimer_del(p->retry);
+	p->backoff_ms = PUSH_BACKOFF_MIN_MS;
+	push_connect(p);
+}
