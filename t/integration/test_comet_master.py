@@ -10,11 +10,16 @@ import os
 import shutil
 import signal
 import socket
+import socketserver
+import struct
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
+
+import msgpack
 
 BIN = os.environ.get("IMGATE_COMET") or os.path.abspath("imgate-comet")
 STEP = 0.02
@@ -180,6 +185,66 @@ def connect_accepted(port, comet, timeout=3.0):
         s.close()
 
 
+class FakeLogic(socketserver.ThreadingTCPServer):
+    """A msgpack-rpc peer that authenticates every client (Connect) and
+    answers every other call with an empty map."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self):
+        self.keys = 0
+        super().__init__(("127.0.0.1", 0), FakeLogicHandler)
+        self.port = self.server_address[1]
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.shutdown()
+        self.server_close()
+
+
+class FakeLogicHandler(socketserver.BaseRequestHandler):
+    def handle(self):
+        unpacker = msgpack.Unpacker(raw=False)
+        while True:
+            data = self.request.recv(65536)
+            if not data:
+                return
+            unpacker.feed(data)
+            for msg in unpacker:
+                if msg[0] != 0:
+                    continue
+                _, msgid, method, params = msg
+                result = {}
+                if method == "Connect":
+                    self.server.keys += 1
+                    result = {"mid": 7, "key": "key-%d" % self.server.keys,
+                              "room_id": "live://1", "accepts": [1000],
+                              "heartbeat": 240}
+                self.request.sendall(msgpack.packb([1, msgid, None, result]))
+
+
+def goim_frame(op, body=b"", seq=1):
+    return struct.pack(">ihhii", 16 + len(body), 16, 1, op, seq) + body
+
+
+def read_frame(sock):
+    head = b""
+    while len(head) < 16:
+        chunk = sock.recv(16 - len(head))
+        if not chunk:
+            raise EOFError("connection closed")
+        head += chunk
+    plen, hlen, ver, op, seq = struct.unpack(">ihhii", head)
+    body = b""
+    while len(body) < plen - hlen:
+        chunk = sock.recv(plen - hlen - len(body))
+        if not chunk:
+            raise EOFError("connection closed")
+        body += chunk
+    return op, body
+
+
 class CometMasterTest(unittest.TestCase):
     def comet(self, **kw):
         c = Comet(**kw)
@@ -259,6 +324,35 @@ class CometMasterTest(unittest.TestCase):
         r = keep.getresponse()
         self.assertEqual((r.status, r.read()), (200, b"ok: 2/2 workers\n"))
         connect_accepted(c.tcp, c)
+
+    def test_kill9_reclaims_shm_entries(self):
+        logic = FakeLogic()
+        self.addCleanup(logic.stop)
+        c = self.comet(workers=1, logic__addr="127.0.0.1:%d" % logic.port,
+                       redis__addr="127.0.0.1:%d" % free_port()).start()
+        clients = []
+        for _ in range(3):
+            s = socket.create_connection(("127.0.0.1", c.tcp), timeout=3)
+            self.addCleanup(s.close)
+            s.sendall(goim_frame(7, b'{"mid":7,"room_id":"live://1"}'))
+            self.assertEqual(read_frame(s)[0], 8)
+            clients.append(s)
+        wait_for(lambda: c.metric("imgate_comet_channels") == 3,
+                 what="3 channels in shm")
+        self.assertEqual(c.metric("imgate_comet_rooms"), 1)
+        victim = c.workers()[0]
+        os.kill(victim, signal.SIGKILL)
+        c.wait_log("worker 0: reclaimed 3 channels")
+        self.assertEqual(c.metric("imgate_comet_channels"), 0)
+        self.assertEqual(c.metric("imgate_comet_rooms"), 0)
+        self.assertEqual(c.metric("imgate_comet_conn_current"), 0)
+        for s in clients:
+            s.settimeout(3)
+            try:
+                self.assertEqual(s.recv(1), b"")
+            except ConnectionResetError:
+                pass
+        wait_for(lambda: c.http("/healthz")[0] == 200, what="respawned")
 
     def test_crash_loop_backs_off(self):
         c = self.comet(workers=1).start()
@@ -419,6 +513,47 @@ class CometMasterTest(unittest.TestCase):
         for k in kids:
             wait_for(lambda: not alive(k), timeout=2, what="worker %d gone" % k)
         self.assertIn("stopped", c.log())
+
+    def test_sigterm_drains_clients(self):
+        logic = FakeLogic()
+        self.addCleanup(logic.stop)
+        c = self.comet(workers=2, logic__addr="127.0.0.1:%d" % logic.port,
+                       redis__addr="127.0.0.1:%d" % free_port()).start()
+        clients = []
+        for _ in range(4):
+            s = socket.create_connection(("127.0.0.1", c.tcp), timeout=3)
+            self.addCleanup(s.close)
+            s.sendall(goim_frame(7, b'{"mid":7}'))
+            self.assertEqual(read_frame(s)[0], 8)
+            clients.append(s)
+        wait_for(lambda: c.metric("imgate_comet_channels") == 4,
+                 what="4 channels")
+        t0 = time.monotonic()
+        c.signal(signal.SIGTERM)
+        for s in clients:
+            # Told why (op 6), then closed.
+            self.assertEqual(read_frame(s)[0], 6)
+            with self.assertRaises(EOFError):
+                read_frame(s)
+        self.assertEqual(c.proc.wait(timeout=5), 0)
+        self.assertLess(time.monotonic() - t0, 3.0)
+        self.assertFalse(os.path.exists("/dev/shm" + c.shm_name))
+
+    @unittest.skipUnless(os.geteuid() == 0, "needs root")
+    def test_workers_drop_privileges(self):
+        import pwd
+        nobody = pwd.getpwnam("nobody")
+        c = self.comet(workers=2, server__user="nobody").start()
+        kids = wait_for(lambda: c.workers() if len(c.workers()) == 2 else None,
+                        what="2 workers")
+        for k in kids:
+            uids = [l for l in read("/proc/%d/status" % k).splitlines()
+                    if l.startswith("Uid:")][0].split()[1:]
+            self.assertEqual(set(int(u) for u in uids), {nobody.pw_uid})
+        self.assertEqual(os.stat("/proc/%d" % c.pid).st_uid, 0)
+        self.assertEqual(os.stat("/dev/shm" + c.shm_name).st_uid,
+                         nobody.pw_uid)
+        connect_accepted(c.tcp, c)
 
     def test_master_death_stops_workers(self):
         c = self.comet(workers=2).start()
