@@ -1796,6 +1796,38 @@ shm_test_torn_put(struct shm_seg *seg, const char *key)
 	return 0;
 }
 
+int
+shm_test_torn_del(struct shm_seg *seg, const char *key)
+{
+	struct bucket_hdr *b;
+	struct tab t;
+	uint32_t idx, free_idx;
+	uint64_t h;
+	int found;
+
+	if ((found = chan_lock_find(seg, key, &b, &t, &idx, &free_idx, &h)) ==
+	    -1)
+		return -1;
+	if (!found) {
+		bucket_unlock(b);
+		return -1;
+	}
+	for (uint32_t step = 1; step < t.n; step++) {
+		uint32_t j = (idx + step) % t.n;
+		const struct slot_head *s = tab_at(&t, j);
+
+		if (slot_state(s) != SLOT_USED)
+			break;
+		if (!cyc_between(idx, home_of(s->hash, t.n), j, t.n)) {
+			write_begin_locked(b);
+			tab_move_locked(&t, idx, j);
+			return 1;
+		}
+	}
+	bucket_unlock(b);
+	return 0;
+}
+
 void
 shm_test_set_version(struct shm_seg *seg, uint32_t version)
 {
@@ -1862,7 +1894,7 @@ shm_test_check_bucket(const struct shm_seg *seg, uint32_t bi, char *err,
 	}
 	b = bucket_at(seg, bi);
 	if ((b->seq & 1) || b->dirty) {
-		set_err(err, errlen, "bucket %u: write in progress", bi);
+		set_err(err, errlen, "write in progress");
 		return -1;
 	}
 	chan_tab(seg, b, &t);

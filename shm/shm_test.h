@@ -26,6 +26,14 @@ int shm_test_lock_bucket(struct shm_seg *seg, uint32_t b);
  */
 int shm_test_torn_put(struct shm_seg *seg, const char *key);
 
+/*
+ * Start deleting key (owner not checked) and stop right after the first
+ * record the backward shift moves, as a writer killed there leaves it: that
+ * record is in two slots. Returns 1 (stopped after a move, lock held), 0
+ * (no record to move: nothing done, lock released) or -1 (key absent).
+ */
+int shm_test_torn_del(struct shm_seg *seg, const char *key);
+
 /* Overwrite the header's version (to test attach refusing it). */
 void shm_test_set_version(struct shm_seg *seg, uint32_t version);
 

@@ -826,6 +826,13 @@ count_chan(const struct shm_channel *c, void *arg)
 }
 
 static int
+count_torn(const struct shm_channel *c, void *arg)
+{
+	*(int *)arg += !chan_consistent(c);
+	return 0;
+}
+
+static int
 stop_at_first(const struct shm_channel *c, void *arg)
 {
 	(*(int *)arg)++;
@@ -1037,6 +1044,115 @@ START_TEST(test_crash_mid_write)
 	ck_assert_uint_eq(nchannels(seg), 3);
 	check_all_buckets(seg);
 	shm_seg_detach(ro);
+}
+END_TEST
+
+static int
+exit_with_torn_del(struct shm_seg *s, const char *key)
+{
+	_exit(shm_test_torn_del(s, key) == 1 ? 0 : 1);
+}
+
+/* A delete killed half-way through its shift leaves one record twice. */
+START_TEST(test_crash_mid_shift)
+{
+	char keys[8][SHM_KEY_MAX];
+	struct shm_channel c, got;
+	int victim = -1, status;
+	uint32_t b = 3;
+
+	keys_in_bucket(seg, b, "sh-", 8, keys);
+	for (int i = 0; i < 8; i++) {
+		chan_make(&c, keys[i], 1, (uint32_t)i);
+		ck_assert_int_eq(shm_channel_put(seg, &c, NULL), 0);
+	}
+	/* A full table: some record is displaced behind another. */
+	for (int i = 0; i < 8 && victim < 0; i++) {
+		pid_t pid = fork();
+
+		ck_assert_int_ne(pid, -1);
+		if (pid == 0)
+			exit_with_torn_del(seg, keys[i]);
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+		ck_assert(WIFEXITED(status));
+		if (WEXITSTATUS(status) == 0)
+			victim = i;
+	}
+	ck_assert_int_ge(victim, 0);
+	ck_assert_uint_eq(nchannels(seg), 8);
+
+	/* The next locker repairs: the victim gone, no record twice. */
+	ck_assert_int_eq(shm_channel_touch(seg, keys[(victim + 1) % 8], 1,
+	                                   (uint32_t)(victim + 1) % 8, 5),
+	                 0);
+	ck_assert_uint_eq(shm_test_bucket_recoveries(seg, b), 1);
+	ck_assert_uint_eq(nchannels(seg), 7);
+	check_all_buckets(seg);
+	for (int i = 0; i < 8; i++) {
+		ck_assert_int_eq(shm_channel_get(seg, keys[i], &got),
+		                 i == victim ? 1 : 0);
+		if (i != victim)
+			ck_assert_uint_eq(got.conn_id, i);
+	}
+	ck_assert_int_eq(shm_channel_del(seg, keys[(victim + 2) % 8], 1,
+	                                 (uint32_t)(victim + 2) % 8),
+	                 0);
+	ck_assert_int_eq(shm_channel_get(seg, keys[(victim + 2) % 8], &got), 1);
+	check_all_buckets(seg);
+}
+END_TEST
+
+/*
+ * Real crashes: a child hammers one bucket and is SIGKILLed at a random
+ * moment, maybe inside a write. Whatever it left, the next writer finds a
+ * consistent table of whole records.
+ */
+START_TEST(test_crash_random_kill)
+{
+	const struct shm_geometry g = {1, 64, 8, 2};
+	struct shm_seg *s = make_seg(&g);
+	unsigned seed = 7;
+
+	for (int round = 0; round < 60; round++) {
+		struct shm_channel c;
+		struct timespec ts = {0,
+		                      200000 + (long)(rand_r(&seed) % 800000)};
+		int status;
+		pid_t pid = fork();
+
+		ck_assert_int_ne(pid, -1);
+		if (pid == 0) {
+			unsigned cs = (unsigned)round;
+
+			for (uint32_t i = 0;; i++) {
+				char key[16];
+
+				snprintf(key, sizeof(key), "rk-%u",
+				         rand_r(&cs) % 48);
+				chan_make(&c, key, 1, i);
+				if (i % 3 == 0)
+					shm_channel_del(s, key, 1, i - 3);
+				else
+					shm_channel_put(s, &c, NULL);
+				shm_room_add(s, "rk-room", 1, i % 2 ? -1 : 1);
+			}
+		}
+		nanosleep(&ts, NULL);
+		kill(pid, SIGKILL);
+		ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+
+		chan_make(&c, "parent", 0, (uint32_t)round);
+		ck_assert_int_ge(shm_channel_put(s, &c, NULL), 0);
+		if (shm_test_check_bucket(s, 0, err, sizeof(err)) == -1)
+			ck_abort_msg("round %d: %s", round, err);
+		{
+			int bad = 0;
+
+			shm_each_channel(s, count_torn, &bad);
+			ck_assert_int_eq(bad, 0);
+		}
+	}
+	shm_seg_detach(s);
 }
 END_TEST
 
@@ -1342,6 +1458,8 @@ shm_suite(void)
 	tcase_add_checked_fixture(crash, setup, teardown);
 	tcase_add_test(crash, test_crash_while_locked);
 	tcase_add_test(crash, test_crash_mid_write);
+	tcase_add_test(crash, test_crash_mid_shift);
+	tcase_add_test(crash, test_crash_random_kill);
 	tcase_add_test(crash, test_reclaim_repairs);
 	tcase_set_timeout(crash, 30);
 	suite_add_tcase(s, crash);
