@@ -418,13 +418,16 @@ worker_run(const struct worker_boot *b)
 
 	log_set_worker(b->id);
 	master_pid = b->master_pid;
-	/* Leave with the master: orphans would keep clients on a dead node. */
+	if (b->drop_privs)
+		drop_privileges(b);
+	/*
+	 * Leave with the master: orphans would keep clients on a dead node.
+	 * After the uid change, which clears the parent-death signal.
+	 */
 	if (prctl(PR_SET_PDEATHSIG, SIGTERM) == -1)
 		log_warn("prctl(PR_SET_PDEATHSIG): %s", strerror(errno));
 	if (getppid() != master_pid)
 		exit(0);
-	if (b->drop_privs)
-		drop_privileges(b);
 	signal(SIGPIPE, SIG_IGN);
 	/* The master coordinates: a terminal's ^C reaches the whole group. */
 	signal(SIGINT, SIG_IGN);

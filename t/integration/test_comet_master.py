@@ -484,6 +484,19 @@ class CometMasterTest(unittest.TestCase):
         for _ in range(6):
             connect_accepted(c.tcp, c)
 
+    def test_reuseport_queue_survives_respawn(self):
+        c = self.comet(workers=1, server__reuseport="yes").start()
+        victim = c.workers()[0]
+        os.kill(victim, signal.SIGKILL)
+        c.wait_log("(pid %d) killed by signal 9" % victim)
+        # No worker runs now; the master's socket queues the client.
+        before = c.metric("imgate_comet_conn_accepted_total")
+        s = socket.create_connection(("127.0.0.1", c.tcp), timeout=2)
+        self.addCleanup(s.close)
+        wait_for(lambda: c.metric("imgate_comet_conn_accepted_total") > before,
+                 what="the queued client accepted by the new worker")
+        self.assertNotIn(victim, c.workers())
+
     def test_sigusr1_reopens_log(self):
         c = self.comet(workers=1)
         logfile = os.path.join(c.dir, "file.log")
