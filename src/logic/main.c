@@ -1,0 +1,332 @@
+/*
+ * imgate-logic: options, daemonizing, pid file, signals and reload.
+ *
+ *   -c FILE  config (default SYSCONFDIR/imgate/imgate-logic.conf)
+ *   -t       check the config, print the verdict, exit 0 or 1
+ *   -f       stay in the foreground
+ *   -v       print the version
+ *
+ * Exit status: 0 clean stop, 1 runtime failure (cannot listen, pid file
+ * taken), 2 bad config at start (a supervisor should not respawn).
+ * SIGHUP reloads the config (an invalid file is refused and logged, the
+ * old config stays); SIGTERM/SIGINT stop; SIGUSR1 reopens the log file.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "logic/api.h"
+#include "logic/logic.h"
+#include "logic/session.h"
+#include "logic/store.h"
+#include "logic/svc.h"
+#include "logic/webhook.h"
+
+#define DEFAULT_CONF SYSCONFDIR "/imgate/imgate-logic.conf"
+
+static void
+usage(void)
+{
+	fprintf(stderr,
+	        "usage: imgate-logic [-ftv] [-c file]\n"
+	        "  -c file  config file (default %s)\n"
+	        "  -t       check the config and exit\n"
+	        "  -f       run in the foreground\n"
+	        "  -v       print the version and exit\n",
+	        DEFAULT_CONF);
+}
+
+static void
+store_opts_from(const struct logic_conf *c, struct store_opts *o)
+{
+	o->host = c->redis_host;
+	o->port = c->redis_port;
+	o->password = c->redis_password;
+	o->db = c->redis_db;
+	o->timeout_ms = c->redis_timeout_ms;
+	o->backoff_min_ms = c->redis_backoff_min_ms;
+	o->backoff_max_ms = c->redis_backoff_max_ms;
+}
+
+static void
+on_store_status(int up, const char *why, void *arg)
+{
+	struct logic *l = arg;
+
+	if (up == 1) {
+		if (strcmp(why, "reconnected") == 0)
+			l->metrics.redis_reconnects++;
+		log_notice("redis %s:%d %s", l->conf->redis_host,
+		           l->conf->redis_port, why);
+	} else {
+		log_warn("redis %s:%d: %s", l->conf->redis_host,
+		         l->conf->redis_port, why);
+	}
+}
+
+static int
+open_log(const struct logic_conf *c)
+{
+	char err[512];
+
+	if (log_open("imgate-logic", c->log_target, c->log_level, err,
+	             sizeof(err)) == -1) {
+		log_error("log: %s", err);
+		return -1;
+	}
+	return 0;
+}
+
+static void
+reload(struct logic *l)
+{
+	struct logic_conf *nc = malloc(sizeof(*nc)), *old = l->conf;
+	struct store_opts so;
+	char err[1024];
+
+	if (nc == NULL) {
+		log_error("reload: out of memory");
+		return;
+	}
+	if (logic_conf_load(old->path, nc, err, sizeof(err)) == -1) {
+		log_error("reload refused, keeping the running config: %s",
+		          err);
+		free(nc);
+		return;
+	}
+	/* Listeners and the pid file stay as they are until a restart. */
+	if (strcmp(nc->rpc_host, old->rpc_host) != 0 ||
+	    nc->rpc_port != old->rpc_port ||
+	    strcmp(nc->http_host, old->http_host) != 0 ||
+	    nc->http_port != old->http_port ||
+	    nc->rpc_max_message != old->rpc_max_message ||
+	    strcmp(nc->pid_file, old->pid_file) != 0)
+		log_warn("reload: [rpc] listen, max_message, [http] listen "
+		         "and pid_file need a restart; kept");
+	memcpy(nc->rpc_host, old->rpc_host, sizeof(nc->rpc_host));
+	nc->rpc_port = old->rpc_port;
+	nc->rpc_max_message = old->rpc_max_message;
+	memcpy(nc->http_host, old->http_host, sizeof(nc->http_host));
+	nc->http_port = old->http_port;
+	memcpy(nc->pid_file, old->pid_file, sizeof(nc->pid_file));
+
+	l->conf = nc;
+	if (strcmp(nc->log_target, old->log_target) != 0 ||
+	    nc->log_level != old->log_level)
+		open_log(nc);
+	if (strcmp(nc->redis_host, old->redis_host) != 0 ||
+	    nc->redis_port != old->redis_port ||
+	    strcmp(nc->redis_password, old->redis_password) != 0 ||
+	    nc->redis_db != old->redis_db ||
+	    nc->redis_timeout_ms != old->redis_timeout_ms ||
+	    nc->redis_backoff_min_ms != old->redis_backoff_min_ms ||
+	    nc->redis_backoff_max_ms != old->redis_backoff_max_ms) {
+		store_opts_from(nc, &so);
+		store_set_opts(l->store, &so);
+	}
+	api_reload(l->api);
+	webhook_reload(l->webhook);
+	free(old);
+	log_notice("config %s reloaded", nc->path);
+}
+
+static void
+on_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct logic *l = arg;
+
+	switch (sig) {
+	case SIGHUP:
+		reload(l);
+		break;
+	case SIGUSR1:
+		log_reopen();
+		break;
+	default:
+		log_notice("signal %d: stopping", (int)sig);
+		event_base_loopexit(l->base, NULL);
+	}
+}
+
+/*
+ * -1 if another live process holds the pid file. A pid file that cannot
+ * be written (an unprivileged run with the default path) is only warned
+ * about: 1 is returned and the daemon runs without one.
+ */
+static int
+write_pid(const char *path)
+{
+	char buf[32], dir[PATH_MAX], *slash;
+	ssize_t n;
+	int fd;
+
+	if (path[0] == '\0')
+		return 1;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd != -1) {
+		n = read(fd, buf, sizeof(buf) - 1);
+		close(fd);
+		if (n > 0) {
+			long pid;
+
+			buf[n] = '\0';
+			pid = strtol(buf, NULL, 10);
+			if (pid > 0 && pid != getpid() &&
+			    (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
+				log_error("pid file %s: process %ld is running",
+				          path, pid);
+				return -1;
+			}
+		}
+	}
+	snprintf(dir, sizeof(dir), "%s", path);
+	slash = strrchr(dir, '/');
+	if (slash != NULL && slash != dir) {
+		*slash = '\0';
+		(void)mkdir(dir, 0755);
+	}
+	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd == -1) {
+		log_warn("pid file %s: %s; running without one", path,
+		         strerror(errno));
+		return 1;
+	}
+	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
+	if (write(fd, buf, (size_t)n) != n) {
+		log_warn("pid file %s: %s", path, strerror(errno));
+		close(fd);
+		unlink(path);
+		return 1;
+	}
+	close(fd);
+	return 0;
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *path = DEFAULT_CONF;
+	struct event *sigs[5] = {NULL};
+	static const int signums[5] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1, 0};
+	struct logic l = {0};
+	struct store_opts so;
+	char err[1024], abspath[PATH_MAX];
+	int opt, check = 0, foreground = 0, rc = 1, pid_written = 0;
+
+	while ((opt = getopt(argc, argv, "c:ftvh")) != -1) {
+		switch (opt) {
+		case 'c':
+			path = optarg;
+			break;
+		case 'f':
+			foreground = 1;
+			break;
+		case 't':
+			check = 1;
+			break;
+		case 'v':
+			printf("imgate-logic %s\n", PACKAGE_VERSION);
+			return 0;
+		default:
+			usage();
+			return 2;
+		}
+	}
+	/* Reloads after chdir("/") must find the same file. */
+	if (realpath(path, abspath) != NULL)
+		path = abspath;
+	l.conf = malloc(sizeof(*l.conf));
+	if (l.conf == NULL)
+		return 1;
+	if (logic_conf_load(path, l.conf, err, sizeof(err)) == -1) {
+		fprintf(stderr, "imgate-logic: %s\n", err);
+		free(l.conf);
+		return check ? 1 : 2;
+	}
+	if (check) {
+		printf("imgate-logic: %s: ok\n", path);
+		free(l.conf);
+		return 0;
+	}
+	if (open_log(l.conf) == -1) {
+		free(l.conf);
+		return 2;
+	}
+	if (!foreground && daemon(0, 0) == -1) {
+		log_error("daemon: %s", strerror(errno));
+		free(l.conf);
+		return 1;
+	}
+	signal(SIGPIPE, SIG_IGN);
+	switch (write_pid(l.conf->pid_file)) {
+	case -1:
+		goto out;
+	case 0:
+		pid_written = 1;
+	}
+
+	l.base = event_base_new();
+	if (l.base == NULL) {
+		log_error("event_base_new failed");
+		goto out;
+	}
+	for (int i = 0; signums[i] != 0; i++) {
+		sigs[i] = evsignal_new(l.base, signums[i], on_signal, &l);
+		if (sigs[i] == NULL || evsignal_add(sigs[i], NULL) == -1) {
+			log_error("evsignal_new failed");
+			goto out;
+		}
+	}
+	store_opts_from(l.conf, &so);
+	l.store = store_new(l.base, &so, session_scripts, on_store_status, &l,
+	                    err, sizeof(err));
+	if (l.store == NULL) {
+		log_error("redis: %s", err);
+		goto out;
+	}
+	l.webhook = webhook_new(&l);
+	if (l.webhook == NULL)
+		goto out;
+	l.api = api_new(&l, err, sizeof(err));
+	if (l.api == NULL) {
+		log_error("%s", err);
+		goto out;
+	}
+	l.svc = svc_new(&l, err, sizeof(err));
+	if (l.svc == NULL) {
+		log_error("rpc listen %s:%d: %s", l.conf->rpc_host,
+		          l.conf->rpc_port, err);
+		goto out;
+	}
+	log_notice("imgate-logic %s: rpc %s:%d, http %s:%d, redis %s:%d",
+	           PACKAGE_VERSION, l.conf->rpc_host, l.conf->rpc_port,
+	           l.conf->http_host, l.conf->http_port, l.conf->redis_host,
+	           l.conf->redis_port);
+	event_base_dispatch(l.base);
+	rc = 0;
+out:
+	/* The store first: its callbacks answer requests the others own. */
+	store_free(l.store);
+	svc_free(l.svc);
+	api_free(l.api);
+	webhook_free(l.webhook);
+	for (int i = 0; i < 5; i++)
+		if (sigs[i] != NULL)
+			event_free(sigs[i]);
+	if (l.base != NULL)
+		event_base_free(l.base);
+	if (pid_written && l.conf->pid_file[0] != '\0')
+		unlink(l.conf->pid_file);
+	free(l.conf);
+	log_notice("stopped");
+	return rc;
+}

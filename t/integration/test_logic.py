@@ -1,0 +1,626 @@
+#!/usr/bin/python3
+"""imgate-logic end to end: a real redis-server and imgate-logic on
+127.0.0.1, the rpc spoken by python3-msgpack as the msgpack-rpc spec says,
+the HTTP API driven with urllib, envelopes read back by SUBSCRIBE.
+
+Run from the build directory (make check does), or set IMGATE_LOGIC.
+"""
+import base64
+import hashlib
+import hmac
+from http.server import BaseHTTPRequestHandler, HTTPServer
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "lib"))
+import harness  # noqa: E402
+from harness import Daemon, Redis, RpcClient, http, http_json, wait_for  # noqa: E402
+
+import msgpack  # noqa: E402
+
+BIN = harness.find_binary("imgate-logic")
+PREFIX = "t"
+
+
+def logic_conf(redis_port, rpc_port, http_port, **over):
+    conf = {
+        "server": {"pid_file": "", "log": "stderr", "log_level": "debug"},
+        "rpc": {"listen": "127.0.0.1:%d" % rpc_port},
+        "http": {"listen": "127.0.0.1:%d" % http_port, "max_body": "4k",
+                 "max_targets": "50"},
+        "redis": {"address": "127.0.0.1:%d" % redis_port, "prefix": PREFIX,
+                  "timeout": "1s", "backoff_min": "50ms", "backoff_max": "300ms"},
+        "session": {"heartbeat_timeout": "2s", "session_ttl": "5s",
+                    "online_ttl": "2s"},
+    }
+    for section, values in over.items():
+        conf.setdefault(section, {}).update(values)
+    return conf
+
+
+def start_logic(redis, **over):
+    rpc_port, http_port = harness.free_port(), harness.free_port()
+    d = Daemon(BIN, logic_conf(redis.port, rpc_port, http_port, **over),
+               ports=(rpc_port, http_port), name="logic")
+    d.rpc_port, d.http_port = rpc_port, http_port
+    d.url = "http://127.0.0.1:%d" % http_port
+    # Scripts are loaded once Redis is connected: wait for health.
+    wait_for(lambda: http("GET", d.url + "/healthz")[0] == 200, 5, "healthz")
+    return d
+
+
+def b64url(data):
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def make_jwt(claims, secret, alg="HS256"):
+    head = b64url(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+    body = b64url(json.dumps(claims).encode())
+    if alg == "none":
+        return "%s.%s." % (head, body)
+    sig = hmac.new(secret.encode(), ("%s.%s" % (head, body)).encode(),
+                   hashlib.sha256).digest()
+    return "%s.%s.%s" % (head, body, b64url(sig))
+
+
+def token(mid, key="", room="live://1000", accepts=(1000, 1001)):
+    return json.dumps({"mid": mid, "key": key, "room_id": room,
+                       "platform": "web", "accepts": list(accepts)})
+
+
+def envelope(data):
+    return msgpack.unpackb(data, raw=False)
+
+
+class LogicTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = Redis()
+        cls.logic = start_logic(cls.redis)
+        cls.r = cls.redis.client()
+
+    @classmethod
+    def tearDownClass(cls):
+        if os.environ.get("IMGATE_TEST_VERBOSE"):
+            sys.stderr.write(cls.logic.log())
+        cls.r.close()
+        if cls.logic.alive():
+            cls.logic.stop()
+        cls.redis.stop()
+
+    def setUp(self):
+        self.rpc = RpcClient(self.logic.rpc_port)
+
+    def tearDown(self):
+        self.rpc.close()
+
+    def connect(self, server, mid, key="", room="live://1000"):
+        err, res = self.rpc.call("Connect", {"server": server, "cookie": "",
+                                             "token": token(mid, key, room)})
+        self.assertIsNone(err)
+        return res
+
+    def subscriber(self, *channels):
+        s = self.redis.client()
+        s.subscribe(*channels)
+        self.addCleanup(s.close)
+        return s
+
+    def push(self, route, query, body=b"payload", headers=None):
+        return http_json("POST", "%s/goim/push/%s?%s" % (self.logic.url, route, query),
+                         body, headers)
+
+    # ---- rpc ------------------------------------------------------------------
+
+    def test_connect_goim_token(self):
+        res = self.connect("node-a", 123, "k-connect")
+        self.assertEqual(res["mid"], 123)
+        self.assertEqual(res["key"], "k-connect")
+        self.assertEqual(res["room_id"], "live://1000")
+        self.assertEqual(res["accepts"], [1000, 1001])
+        self.assertEqual(res["heartbeat"], 2)
+        self.assertEqual(self.r.command("GET", PREFIX + ":key:k-connect"), b"node-a")
+        self.assertEqual(self.r.command("HGET", PREFIX + ":mid:123", "k-connect"), b"node-a")
+        ttl = self.r.command("TTL", PREFIX + ":key:k-connect")
+        self.assertTrue(0 < ttl <= 5, ttl)
+
+    def test_connect_fresh_key_and_bin_token(self):
+        # The token may arrive as bin (goim's bytes) as well as str.
+        err, res = self.rpc.call("Connect", {"server": "node-a",
+                                             "token": token(7).encode()})
+        self.assertIsNone(err)
+        self.assertEqual(len(res["key"]), 36)
+        self.assertEqual(self.r.command("GET", PREFIX + ":key:" + res["key"]), b"node-a")
+        # mid 0 is anonymous: no mid hash.
+        err, res = self.rpc.call("Connect", {"server": "node-a", "token": token(0)})
+        self.assertIsNone(err)
+        self.assertEqual(self.r.command("EXISTS", PREFIX + ":mid:0"), 0)
+
+    def test_connect_refused(self):
+        for params in ({"server": "node-a", "token": "not json"},
+                       {"server": "node-a", "token": json.dumps({"key": "x"})},
+                       {"server": "", "token": token(1)},
+                       {"token": token(1)},
+                       {"server": "node-a"}):
+            err, res = self.rpc.call("Connect", params)
+            self.assertIsInstance(err, str, params)
+            self.assertIsNone(res)
+
+    def test_disconnect_compare_and_delete(self):
+        self.connect("node-a", 55, "roam")
+        # The same key reconnects on node-b before node-a's Disconnect.
+        self.connect("node-b", 55, "roam")
+        err, res = self.rpc.call("Disconnect", {"mid": 55, "key": "roam", "server": "node-a"})
+        self.assertIsNone(err)
+        self.assertEqual(res, {"has": False})
+        self.assertEqual(self.r.command("GET", PREFIX + ":key:roam"), b"node-b")
+        self.assertEqual(self.r.command("HGET", PREFIX + ":mid:55", "roam"), b"node-b")
+        err, res = self.rpc.call("Disconnect", {"mid": 55, "key": "roam", "server": "node-b"})
+        self.assertEqual(res, {"has": True})
+        self.assertIsNone(self.r.command("GET", PREFIX + ":key:roam"))
+        self.assertIsNone(self.r.command("HGET", PREFIX + ":mid:55", "roam"))
+        err, res = self.rpc.call("Disconnect", {"mid": 55, "key": "roam", "server": "node-b"})
+        self.assertEqual(res, {"has": False})
+
+    def test_disconnect_race_pipelined(self):
+        # Connect(b) and a late Disconnect(a) in flight together, many
+        # times: the key must always end on node-b.
+        for i in range(20):
+            key = "race-%d" % i
+            self.connect("node-a", 900 + i, key)
+            a = self.rpc.request("Connect", {"server": "node-b", "token": token(900 + i, key)})
+            b = self.rpc.request("Disconnect", {"mid": 900 + i, "key": key, "server": "node-a"})
+            got = {m[1]: m for m in (self.rpc.recv(), self.rpc.recv())}
+            self.assertEqual(set(got), {a, b})
+            self.assertIsNone(got[a][2])
+            self.assertEqual(self.r.command("GET", PREFIX + ":key:" + key), b"node-b")
+
+    def test_heartbeat_renews_and_restores(self):
+        self.connect("node-a", 77, "hb")
+        time.sleep(1.2)
+        self.assertLessEqual(self.r.command("PTTL", PREFIX + ":key:hb"), 3900)
+        err, res = self.rpc.call("Heartbeat", {"mid": 77, "key": "hb", "server": "node-a"})
+        self.assertIsNone(err)
+        self.assertEqual(res, {"has": True})
+        self.assertGreater(self.r.command("PTTL", PREFIX + ":key:hb"), 4000)
+        self.assertGreater(self.r.command("PTTL", PREFIX + ":mid:77"), 4000)
+        # Expired mapping: a heartbeat brings it back.
+        self.r.command("DEL", PREFIX + ":key:hb", PREFIX + ":mid:77")
+        err, res = self.rpc.call("Heartbeat", {"mid": 77, "key": "hb", "server": "node-a"})
+        self.assertEqual(res, {"has": True})
+        self.assertEqual(self.r.command("GET", PREFIX + ":key:hb"), b"node-a")
+        self.assertEqual(self.r.command("HGET", PREFIX + ":mid:77", "hb"), b"node-a")
+        # A heartbeat from a node the key left does not steal it back.
+        self.connect("node-b", 77, "hb")
+        err, res = self.rpc.call("Heartbeat", {"mid": 77, "key": "hb", "server": "node-a"})
+        self.assertEqual(res, {"has": False})
+        self.assertEqual(self.r.command("GET", PREFIX + ":key:hb"), b"node-b")
+
+    def test_sessions_expire_without_heartbeat(self):
+        self.connect("node-a", 78, "gone")
+        wait_for(lambda: self.r.command("EXISTS", PREFIX + ":key:gone") == 0, 8, "expiry")
+
+    def test_renew_online_and_nodes(self):
+        err, res = self.rpc.call("RenewOnline", {
+            "server": "node-r1", "room_count": {"live://1": 3, "live://2": 1},
+            "addrs": ["10.0.0.1"], "tcp_port": 3101, "ws_port": 3102,
+            "wss_port": 3103, "conn_count": 4})
+        self.assertIsNone(err)
+        self.assertEqual(res["all_room_count"].get("live://1"), 3)
+        err, res = self.rpc.call("RenewOnline", {
+            "server": "node-r2", "room_count": {"live://1": 2, "live://3": 0},
+            "addrs": ["10.0.0.2"], "conn_count": 2})
+        counts = res["all_room_count"]
+        self.assertEqual(counts["live://1"], 5)
+        self.assertEqual(counts["live://2"], 1)
+        self.assertNotIn("live://3", counts)  # empty rooms vanish
+        self.assertEqual(self.r.command("HGET", PREFIX + ":online:node-r2", "live://1"), b"2")
+
+        st, j = http_json("GET", self.logic.url + "/goim/online/top?type=live&limit=2")
+        self.assertEqual(j["code"], 0)
+        self.assertEqual(j["data"][0], {"room_id": "1", "count": 5})
+        self.assertEqual(len(j["data"]), 2)
+        st, j = http_json("GET", self.logic.url + "/goim/online/room?type=live&rooms=1&rooms=2&rooms=9")
+        self.assertEqual(j["data"], {"1": 5, "2": 1, "9": 0})
+        st, j = http_json("GET", self.logic.url + "/goim/online/total")
+        self.assertEqual(j["data"]["conn_count"], 6)
+
+        # Least loaded first; the rpc gives the same answer.
+        st, j = http_json("GET", self.logic.url + "/goim/nodes/weighted?platform=web")
+        self.assertEqual(j["data"]["nodes"], ["10.0.0.2", "10.0.0.1"])
+        for k in ("domain", "tcp_port", "ws_port", "wss_port", "heartbeat", "heartbeat_max"):
+            self.assertIn(k, j["data"])
+        self.assertEqual(set(j["data"]["backoff"]), {"max_delay", "base_delay", "factor", "jitter"})
+        err, res = self.rpc.call("Nodes", {"platform": "android", "client_ip": "1.2.3.4"})
+        self.assertIsNone(err)
+        self.assertEqual(res["nodes"], ["10.0.0.2", "10.0.0.1"])
+        st, j = http_json("GET", self.logic.url + "/goim/nodes/instances")
+        self.assertEqual(sorted(n["server"] for n in j["data"]), ["node-r1", "node-r2"])
+
+        # A server that stops renewing drops out (online_ttl 2s).
+        def gone():
+            err, res = self.rpc.call("RenewOnline", {"server": "node-r2",
+                                                     "room_count": {"live://1": 2}})
+            return res["all_room_count"] == {"live://1": 2}
+        wait_for(gone, 5, "node-r1 to expire")
+        # Then node-r2 stops too: the domain is the fallback.
+        self.rpc.call("RenewOnline", {"server": "node-r2", "room_count": {}})
+        wait_for(lambda: self.rpc.call("Nodes", {})[1]["nodes"] == ["127.0.0.1"], 5,
+                 "nodes to expire")
+
+    def test_renew_online_bad_params(self):
+        for params in ({"room_count": {}},
+                       {"server": "s", "room_count": {"r": -1}},
+                       {"server": "s", "room_count": {"r": "1"}},
+                       {"server": "s", "room_count": [1]},
+                       {"server": "s", "addrs": "x"},
+                       {"server": "s", "addrs": [1]},
+                       {"server": "s", "tcp_port": -1}):
+            err, res = self.rpc.call("RenewOnline", params)
+            self.assertIsInstance(err, str, params)
+
+    def test_rpc_protocol_edges(self):
+        err, res = self.rpc.call("NoSuchMethod", {})
+        self.assertEqual(err, "unknown method")
+        err, res = self.rpc.call("Ping", {})
+        self.assertIsNone(err)
+        # params that are not [map]
+        self.rpc.msgid += 1
+        self.rpc.send_raw(msgpack.packb([0, self.rpc.msgid, "Connect", [1, 2]]))
+        msg = self.rpc.recv()
+        self.assertEqual(msg[1], self.rpc.msgid)
+        self.assertIsInstance(msg[2], str)
+        # A notification gets no answer; the next call still works.
+        self.rpc.notify("Heartbeat", {"mid": 1, "key": "x", "server": "s"})
+        err, res = self.rpc.call("Ping", {})
+        self.assertIsNone(err)
+        # Pipelining: 200 requests, answers matched by msgid.
+        ids = [self.rpc.request("Connect", {"server": "node-p", "token": token(5000 + i, "p%d" % i)})
+               for i in range(200)]
+        got = {}
+        for _ in ids:
+            m = self.rpc.recv()
+            got[m[1]] = m
+        self.assertEqual(sorted(got), sorted(ids))
+        for i, mid in enumerate(ids):
+            self.assertEqual(got[mid][3]["key"], "p%d" % i)
+
+    def test_rpc_malformed_closes_connection(self):
+        other = RpcClient(self.logic.rpc_port)
+        other.send_raw(b"\xc1garbage")
+        with self.assertRaises((ConnectionError, ConnectionResetError)):
+            other.recv(timeout=3)
+        other.close()
+        # An oversized message (4-byte bin header claiming 64 MiB).
+        other = RpcClient(self.logic.rpc_port)
+        other.send_raw(b"\x94\x00\x01\xa4Ping\x91\xc6\x04\x00\x00\x00")
+        with self.assertRaises((ConnectionError, ConnectionResetError)):
+            other.recv(timeout=3)
+        other.close()
+        # The daemon is fine.
+        self.assertEqual(self.rpc.call("Ping", {})[0], None)
+
+    def test_receive_without_webhook_is_logged(self):
+        err, res = self.rpc.call("Receive", {"mid": 9, "key": "k9", "op": 4000, "body": b"up"})
+        self.assertIsNone(err)
+        self.assertEqual(res, {})
+        self.logic.wait_log("receive mid=9 key=k9 op=4000")
+        err, res = self.rpc.call("Receive", {"mid": 9, "key": "k9"})
+        self.assertIsInstance(err, str)
+
+    # ---- HTTP push ------------------------------------------------------------
+
+    def test_push_keys(self):
+        self.connect("node-k1", 301, "pk1")
+        self.connect("node-k1", 302, "pk2")
+        self.connect("node-k2", 303, "pk3")
+        sub = self.subscriber(PREFIX + ":node:node-k1", PREFIX + ":node:node-k2")
+        st, j = self.push("keys", "operation=1000&keys=pk1&keys=pk2,pk3&keys=nobody", b"hi\x00there")
+        self.assertEqual(st, 200)
+        self.assertEqual(j["code"], 0, j)
+        self.assertEqual(j["data"], {"published": 2, "keys": 3})
+        msgs = dict(sub.message() for _ in range(2))
+        e1 = envelope(msgs[PREFIX + ":node:node-k1"])
+        self.assertEqual(e1["type"], 0)
+        self.assertEqual(e1["operation"], 1000)
+        self.assertEqual(e1["server"], "node-k1")
+        self.assertEqual(sorted(e1["keys"]), ["pk1", "pk2"])
+        self.assertEqual(e1["msg"], b"hi\x00there")
+        self.assertIsInstance(e1["id"], int)
+        self.assertLess(abs(e1["ts"] - time.time() * 1000), 5000)
+        e2 = envelope(msgs[PREFIX + ":node:node-k2"])
+        self.assertEqual(e2["keys"], ["pk3"])
+        self.assertNotEqual(e1["id"], e2["id"])
+        self.assertIsNone(sub.message(0.3))
+        # Only unknown keys: nothing published, still code 0.
+        st, j = self.push("keys", "operation=1&keys=nobody")
+        self.assertEqual(j["data"], {"published": 0, "keys": 0})
+
+    def test_push_mids(self):
+        self.connect("node-m1", 401, "m-a")
+        self.connect("node-m2", 401, "m-b")
+        self.connect("node-m1", 402, "m-c")
+        # A stale hash entry whose key moved is not used.
+        self.r.command("HSET", PREFIX + ":mid:402", "m-stale", "node-m9")
+        sub = self.subscriber(PREFIX + ":node:node-m1", PREFIX + ":node:node-m2",
+                              PREFIX + ":node:node-m9")
+        st, j = self.push("mids", "operation=7&mids=401,402&mids=999")
+        self.assertEqual(j["code"], 0, j)
+        self.assertEqual(j["data"]["published"], 2)
+        msgs = dict(sub.message() for _ in range(2))
+        self.assertEqual(sorted(envelope(msgs[PREFIX + ":node:node-m1"])["keys"]), ["m-a", "m-c"])
+        self.assertEqual(envelope(msgs[PREFIX + ":node:node-m2"])["keys"], ["m-b"])
+        self.assertIsNone(sub.message(0.3))
+        self.assertIsNone(self.r.command("HGET", PREFIX + ":mid:402", "m-stale"))
+
+    def test_push_room_and_all(self):
+        sub = self.subscriber(PREFIX + ":room:live://1000", PREFIX + ":all")
+        st, j = self.push("room", "operation=5&type=live&room=1000", b"to room")
+        self.assertEqual(j["code"], 0, j)
+        ch, data = sub.message()
+        self.assertEqual(ch, PREFIX + ":room:live://1000")
+        e = envelope(data)
+        self.assertEqual((e["type"], e["operation"], e["room"], e["msg"]),
+                         (1, 5, "live://1000", b"to room"))
+        self.assertNotIn("keys", e)
+        st, j = self.push("all", "operation=6&speed=20", b"everyone")
+        self.assertEqual(j["code"], 0, j)
+        ch, data = sub.message()
+        self.assertEqual(ch, PREFIX + ":all")
+        e = envelope(data)
+        self.assertEqual((e["type"], e["operation"], e["speed"], e["msg"]),
+                         (2, 6, 20, b"everyone"))
+
+    def test_bad_requests(self):
+        cases = [
+            ("keys", "keys=a"),                       # no operation
+            ("keys", "operation=x&keys=a"),           # non-numeric
+            ("keys", "operation=1.5&keys=a"),
+            ("keys", "operation=99999999999&keys=a"),  # over int32
+            ("keys", "operation=1"),                  # no keys
+            ("keys", "operation=1&keys="),            # empty list
+            ("keys", "operation=1&keys=,,"),
+            ("keys", "operation=1&" + "&".join("keys=k%d" % i for i in range(51))),
+            ("keys", "operation=1&keys=" + "k" * 256),
+            ("mids", "operation=1&mids=abc"),
+            ("mids", "operation=1"),
+            ("room", "operation=1&type=live"),        # no room
+            ("room", "room=1"),
+            ("room", "operation=1&type=live&room=" + "r" * 80),
+            ("all", "speed=1"),
+            ("all", "operation=1&speed=-1"),
+        ]
+        for route, q in cases:
+            st, j = self.push(route, q)
+            self.assertEqual((st, j["code"]), (200, -400), (route, q, j))
+        for path in ("/goim/online/top?type=live", "/goim/online/top?limit=3",
+                     "/goim/online/top?type=live&limit=0", "/goim/online/room?type=live",
+                     "/goim/online/room?rooms=1"):
+            st, j = http_json("GET", self.logic.url + path)
+            self.assertEqual(j["code"], -400, path)
+        st, j = http_json("GET", self.logic.url + "/goim/push/keys?operation=1&keys=a")
+        self.assertEqual(j["code"], -400)  # push needs POST
+        st, j = http_json("GET", self.logic.url + "/nope")
+        self.assertEqual((st, j["code"]), (404, -404))
+
+    def test_body_limit(self):
+        st, _, _ = http("POST", self.logic.url + "/goim/push/all?operation=1", b"x" * 5000)
+        self.assertEqual(st, 413)
+        st, j = self.push("all", "operation=1", b"x" * 4096)
+        self.assertEqual(j["code"], 0)
+
+    def test_metrics_and_health(self):
+        self.push("all", "operation=1")
+        self.rpc.call("Ping", {})
+        st, _, body = http("GET", self.logic.url + "/metrics")
+        self.assertEqual(st, 200)
+        text = body.decode()
+        self.assertIn('imgate_logic_http_requests_total{route="/goim/push/all",code="0"}', text)
+        self.assertIn('imgate_logic_pushes_total{type="broadcast"}', text)
+        self.assertIn('imgate_logic_rpc_calls_total{method="Ping"}', text)
+        self.assertIn("imgate_logic_publish_failures_total", text)
+        self.assertIn("imgate_logic_redis_reconnects_total", text)
+        self.assertIn("imgate_logic_redis_up 1", text)
+        st, _, body = http("GET", self.logic.url + "/healthz")
+        self.assertEqual((st, body), (200, b"ok\n"))
+
+
+class LogicLifecycleTest(unittest.TestCase):
+    """Tests that own their daemon: JWT, reload, Redis restarts, signals."""
+
+    def setUp(self):
+        self.redis = Redis()
+
+    def tearDown(self):
+        self.redis.stop()
+
+    def test_jwt(self):
+        d = start_logic(self.redis, auth={"jwt_secret": "k3y", "jwt_leeway": "0"})
+        rpc = RpcClient(d.rpc_port)
+        now = int(time.time())
+        claims = {"mid": 8, "key": "jwt-key", "room_id": "live://8", "accepts": [1]}
+        ok = make_jwt(dict(claims, exp=now + 60), "k3y")
+        err, res = rpc.call("Connect", {"server": "n", "token": ok})
+        self.assertIsNone(err)
+        self.assertEqual((res["mid"], res["key"], res["room_id"]), (8, "jwt-key", "live://8"))
+        for bad in (make_jwt(dict(claims, exp=now - 5), "k3y"),     # expired
+                    make_jwt(dict(claims, exp=now + 60), "other"),  # wrong secret
+                    make_jwt(dict(claims, exp=now + 60), "", "none"),
+                    ok[:-2] + ("AA" if not ok.endswith("AA") else "BB"),  # tampered
+                    token(8)):                                       # goim token
+            err, res = rpc.call("Connect", {"server": "n", "token": bad})
+            self.assertIsInstance(err, str, bad)
+            self.assertTrue(err.startswith("auth: "), err)
+        st, _, body = http("GET", d.url + "/metrics")
+        self.assertIn("imgate_logic_auth_failures_total 5", body.decode())
+        rpc.close()
+        self.assertEqual(d.stop(), 0)
+
+    def test_reload_and_push_token(self):
+        d = start_logic(self.redis)
+        url = d.url + "/goim/push/all?operation=1"
+        self.assertEqual(http_json("POST", url, b"x")[1]["code"], 0)
+        d.rewrite(logic_conf(self.redis.port, d.rpc_port, d.http_port,
+                             http={"push_token": "sesame"}))
+        d.reload()
+        d.wait_log("reloaded")
+        st, j = http_json("POST", url, b"x")
+        self.assertEqual((st, j["code"]), (401, -401))
+        st, j = http_json("POST", url, b"x", {"Authorization": "Bearer wrong"})
+        self.assertEqual(j["code"], -401)
+        st, j = http_json("POST", url, b"x", {"Authorization": "Bearer sesame"})
+        self.assertEqual(j["code"], 0)
+        # Online and nodes routes stay open.
+        self.assertEqual(http_json("GET", d.url + "/goim/online/total")[1]["code"], 0)
+        # A broken file is refused; the old config stays.
+        d.rewrite(text="[http]\nmax_body = lots\n")
+        d.reload()
+        d.wait_log("reload refused")
+        self.assertTrue(d.alive())
+        st, j = http_json("POST", url, b"x")
+        self.assertEqual(j["code"], -401)
+        self.assertEqual(d.stop(), 0)
+
+    def test_redis_killed_and_restarted(self):
+        d = start_logic(self.redis)
+        rpc = RpcClient(d.rpc_port)
+        self.assertIsNone(rpc.call("Connect", {"server": "n", "token": token(1, "kr")})[0])
+        self.redis.kill()
+        # Pushes fail fast with -500, rpc calls answer errors.
+        t0 = time.monotonic()
+        wait_for(lambda: http("GET", d.url + "/healthz")[0] == 503, 5, "healthz 503")
+        for route, q in (("keys", "operation=1&keys=kr"), ("mids", "operation=1&mids=1"),
+                         ("room", "operation=1&room=r"), ("all", "operation=1")):
+            st, j = http_json("POST", "%s/goim/push/%s?%s" % (d.url, route, q), b"x")
+            self.assertEqual(j["code"], -500, route)
+        self.assertLess(time.monotonic() - t0, 3)
+        st, j = http_json("GET", d.url + "/goim/online/total")
+        self.assertEqual(j["code"], -500)
+        err, res = rpc.call("Connect", {"server": "n", "token": token(1, "kr")})
+        self.assertEqual(err, "redis unavailable")
+        err, res = rpc.call("Heartbeat", {"mid": 1, "key": "kr", "server": "n"})
+        self.assertEqual(err, "redis unavailable")
+        # Nodes still answers, with the configured domain.
+        err, res = rpc.call("Nodes", {})
+        self.assertEqual(res["nodes"], ["127.0.0.1"])
+        # Redis comes back on the same port: logic recovers by itself.
+        self.redis.start()
+        wait_for(lambda: http("GET", d.url + "/healthz")[0] == 200, 5, "healthz 200")
+        sub = self.redis.client()
+        sub.subscribe(PREFIX + ":all")
+        st, j = http_json("POST", d.url + "/goim/push/all?operation=3", b"back")
+        self.assertEqual(j["code"], 0)
+        self.assertEqual(envelope(sub.message()[1])["msg"], b"back")
+        sub.close()
+        self.assertIsNone(rpc.call("Connect", {"server": "n", "token": token(1, "kr")})[0])
+        st, _, body = http("GET", d.url + "/metrics")
+        self.assertIn("imgate_logic_redis_reconnects_total 1", body.decode())
+        rpc.close()
+        self.assertEqual(d.stop(), 0)
+
+    def test_redis_hung_is_detected(self):
+        d = start_logic(self.redis)
+        os.kill(self.redis.proc.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            st, j = http_json("POST", d.url + "/goim/push/keys?operation=1&keys=a", b"x")
+            self.assertEqual(j["code"], -500)
+            self.assertLess(time.monotonic() - t0, 3)  # timeout is 1s
+        finally:
+            os.kill(self.redis.proc.pid, signal.SIGCONT)
+        wait_for(lambda: http("GET", d.url + "/healthz")[0] == 200, 5, "recovery")
+        self.assertEqual(d.stop(), 0)
+
+    def test_webhook(self):
+        got = []
+
+        class Hook(BaseHTTPRequestHandler):
+            def do_POST(self):
+                n = int(self.headers["Content-Length"])
+                got.append((self.path, self.rfile.read(n)))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *a):
+                pass
+
+        srv = HTTPServer(("127.0.0.1", 0), Hook)
+        th = threading.Thread(target=srv.serve_forever, daemon=True)
+        th.start()
+        try:
+            d = start_logic(self.redis, webhook={
+                "receive_url": "http://127.0.0.1:%d/up?app=1" % srv.server_port})
+            rpc = RpcClient(d.rpc_port)
+            err, res = rpc.call("Receive", {"mid": 12, "key": "a b", "op": 4000,
+                                            "body": b"\x00bytes"})
+            self.assertIsNone(err)
+            wait_for(lambda: got, 5, "webhook call")
+            self.assertEqual(got[0], ("/up?app=1&mid=12&key=a%20b&op=4000", b"\x00bytes"))
+            wait_for(lambda: "imgate_logic_webhook_ok_total 1" in
+                     http("GET", d.url + "/metrics")[2].decode(), 5, "webhook metric")
+            rpc.close()
+            self.assertEqual(d.stop(), 0)
+        finally:
+            srv.shutdown()
+            srv.server_close()
+
+    def test_options_and_exit_codes(self):
+        d = harness.tempdir()
+        good = os.path.join(d, "good.conf")
+        bad = os.path.join(d, "bad.conf")
+        harness.write_ini(good, logic_conf(self.redis.port, harness.free_port(),
+                                           harness.free_port()))
+        with open(bad, "w") as f:
+            f.write("[rpc]\nlisten = nowhere\n")
+        r = subprocess.run([BIN, "-t", "-c", good], capture_output=True, timeout=10)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        r = subprocess.run([BIN, "-t", "-c", bad], capture_output=True, timeout=10)
+        self.assertEqual(r.returncode, 1)
+        self.assertIn(b"bad.conf:2: [rpc] listen", r.stderr)
+        r = subprocess.run([BIN, "-f", "-c", bad], capture_output=True, timeout=10)
+        self.assertEqual(r.returncode, 2)
+        r = subprocess.run([BIN, "-v"], capture_output=True, timeout=10)
+        self.assertEqual(r.returncode, 0)
+        self.assertIn(b"imgate-logic", r.stdout)
+        # Daemon mode with a pid file; SIGTERM stops it and removes the file.
+        pidfile = os.path.join(d, "logic.pid")
+        rpc_port, http_port = harness.free_port(), harness.free_port()
+        conf = logic_conf(self.redis.port, rpc_port, http_port)
+        conf["server"].update({"pid_file": pidfile, "log": os.path.join(d, "logic.log")})
+        harness.write_ini(good, conf)
+        r = subprocess.run([BIN, "-c", good], capture_output=True, timeout=10)
+        self.assertEqual(r.returncode, 0)
+        pid = int(wait_for(lambda: os.path.exists(pidfile) and open(pidfile).read().strip(),
+                           5, "pid file"))
+        try:
+            harness.wait_port(http_port)
+            # A second instance with the same pid file refuses to start.
+            r = subprocess.run([BIN, "-f", "-c", good], capture_output=True, timeout=10)
+            self.assertEqual(r.returncode, 1)
+            # SIGUSR1 reopens the log file after a rotation.
+            os.rename(os.path.join(d, "logic.log"), os.path.join(d, "logic.log.1"))
+            os.kill(pid, signal.SIGUSR1)
+            wait_for(lambda: os.path.exists(os.path.join(d, "logic.log")), 5, "log reopened")
+        finally:
+            os.kill(pid, signal.SIGTERM)
+        wait_for(lambda: not os.path.exists(pidfile), 5, "pid file removed")
+
+        def dead():
+            try:
+                os.kill(pid, 0)
+                return False
+            except ProcessLookupError:
+                return True
+        wait_for(dead, 5, "daemon exit")
+
+
+if __name__ == "__main__":
+    harness.hard_timeout(240)
+    unittest.main(verbosity=2)
