@@ -92,6 +92,12 @@ struct shm_header {
 	int32_t master_pid;
 	uint32_t pad;
 	uint64_t created_ms;
+	/*
+	 * The master's start time in clock ticks since boot (/proc), 0 if
+	 * unknown: with the pid it names one process, so a pid reused after
+	 * the master died is not mistaken for it.
+	 */
+	uint64_t master_start;
 };
 
 /* Common head of both slot kinds, so the probing code is shared. */
@@ -682,18 +688,68 @@ pid_alive(pid_t pid)
 	return kill(pid, 0) == 0 || errno == EPERM;
 }
 
+/*
+ * Start time of pid in clock ticks since boot (field 22 of
+ * /proc/<pid>/stat), or 0 when it cannot be read. The command name
+ * (field 2) may hold spaces and parentheses: parse after its last ')'.
+ */
+static uint64_t
+proc_start_ticks(pid_t pid)
+{
+	char path[64], buf[1024], *p;
+	unsigned long long ticks;
+	ssize_t n;
+	int fd;
+
+	snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+	if ((fd = open(path, O_RDONLY | O_CLOEXEC)) == -1)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	if ((p = strrchr(buf, ')')) == NULL)
+		return 0;
+	/* Fields 3..21 precede the start time. */
+	for (int field = 3; field <= 22; field++) {
+		p = strchr(p, ' ');
+		if (p == NULL)
+			return 0;
+		p++;
+	}
+	if (sscanf(p, "%llu", &ticks) != 1)
+		return 0;
+	return ticks;
+}
+
+static int
+master_alive(const struct shm_header *h)
+{
+	uint64_t recorded = h->master_start, now;
+
+	if (!pid_alive(h->master_pid))
+		return 0;
+	if (recorded != 0 && (now = proc_start_ticks(h->master_pid)) != 0 &&
+	    now != recorded)
+		return 0; /* the pid now belongs to another process */
+	return 1;
+}
+
 /* Refuse to replace a segment whose master is still running. */
 static int
 check_not_live(const char *name, char *err, size_t errlen)
 {
 	struct shm_seg *old;
 	pid_t pid;
+	int alive;
 
 	if (shm_seg_attach(name, 1, &old, NULL, 0) == -1)
 		return 0; /* missing, foreign or unreadable: replaceable */
 	pid = shm_seg_master_pid(old);
+	alive = master_alive(header(old));
 	shm_seg_detach(old);
-	if (pid != getpid() && pid_alive(pid)) {
+	if (pid != getpid() && alive) {
 		set_err(err, errlen,
 		        "shm segment %s belongs to a running master (pid %ld)",
 		        name, (long)pid);
@@ -798,6 +854,7 @@ shm_seg_create(const char *name, const struct shm_geometry *g,
 	h->rooms_off = l.rooms_off;
 	h->master_pid = getpid();
 	h->created_ms = now_ms();
+	h->master_start = proc_start_ticks(getpid());
 	/* Magic last: an attacher never sees a half-initialised segment. */
 	__atomic_thread_fence(__ATOMIC_RELEASE);
 	memcpy(h->magic, SHM_MAGIC, sizeof(h->magic));
@@ -972,7 +1029,7 @@ shm_seg_created_ms(const struct shm_seg *seg)
 int
 shm_seg_master_alive(const struct shm_seg *seg)
 {
-	return pid_alive(shm_seg_master_pid(seg));
+	return master_alive(header(seg));
 }
 
 size_t
@@ -1327,6 +1384,32 @@ shm_room_add(struct shm_seg *seg, const char *room, uint16_t worker, int delta)
 	return 0;
 }
 
+/* room_read's way out when a dead writer left the bucket odd: repair. */
+static int
+room_read_locked(const struct shm_seg *cseg, const char *room, uint64_t h,
+                 uint32_t *online, uint32_t *cluster)
+{
+	/* The segment is writable here: cseg is const only for readers. */
+	struct shm_seg *seg = (struct shm_seg *)cseg;
+	struct bucket_hdr *b = bucket_at(seg, bucket_index(seg, h));
+	uint32_t idx, free_idx;
+	struct tab t;
+	int found;
+
+	if (bucket_lock(seg, b) == -1)
+		return -1;
+	room_tab(seg, b, &t);
+	if ((found = tab_find(&t, room, h, &idx, &free_idx))) {
+		const struct room_slot *r =
+		    (const struct room_slot *)tab_at(&t, idx);
+
+		*online = r->online;
+		*cluster = r->cluster_online;
+	}
+	bucket_unlock(b);
+	return found ? 0 : 1;
+}
+
 /* Lock-free read of one room's totals; 1 if the room is unknown. */
 static int
 room_read(const struct shm_seg *seg, const char *room, uint32_t *online,
@@ -1364,6 +1447,8 @@ room_read(const struct shm_seg *seg, const char *room, uint32_t *online,
 		*cluster = c;
 		return found ? 0 : 1;
 	}
+	if (!seg->readonly)
+		return room_read_locked(seg, room, h, online, cluster);
 	return -1;
 }
 
@@ -1826,6 +1911,12 @@ shm_test_torn_del(struct shm_seg *seg, const char *key)
 	}
 	bucket_unlock(b);
 	return 0;
+}
+
+void
+shm_test_set_master_pid(struct shm_seg *seg, pid_t pid)
+{
+	header(seg)->master_pid = pid;
 }
 
 void

@@ -170,7 +170,10 @@ const struct shm_geometry *shm_seg_geometry(const struct shm_seg *seg);
 /* Pid of the master that created the segment, and its creation time. */
 pid_t shm_seg_master_pid(const struct shm_seg *seg);
 uint64_t shm_seg_created_ms(const struct shm_seg *seg);
-/* 1 if the master process still exists, else 0. */
+/*
+ * 1 if the master process still exists, else 0. On Linux its start time is
+ * compared too, so a pid reused by another process does not count.
+ */
 int shm_seg_master_alive(const struct shm_seg *seg);
 /* Bytes mapped; the name it was created or attached with. */
 size_t shm_seg_bytes(const struct shm_seg *seg);

@@ -34,6 +34,9 @@ int shm_test_torn_put(struct shm_seg *seg, const char *key);
  */
 int shm_test_torn_del(struct shm_seg *seg, const char *key);
 
+/* Overwrite the recorded master pid (its recorded start time stays). */
+void shm_test_set_master_pid(struct shm_seg *seg, pid_t pid);
+
 /* Overwrite the header's version (to test attach refusing it). */
 void shm_test_set_version(struct shm_seg *seg, uint32_t version);
 
