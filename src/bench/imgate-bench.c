@@ -848,11 +848,16 @@ static void
 on_pub_tick(evutil_socket_t fd, short what, void *arg)
 {
 	uint64_t now = bench_now_us(), due;
+	double elapsed;
 	long tries;
 
 	if (W.pub_limit > 0 && W.pub_scheduled >= W.pub_limit)
 		goto done;
-	due = (uint64_t)(W.pub_rate * (double)(now - W.t_start) / 1e6) + 1;
+	elapsed = (double)(now - W.t_start) / 1e6;
+	/* Past the duration nothing more falls due: answers are awaited. */
+	if (O.duration > 0 && elapsed > O.duration)
+		elapsed = O.duration;
+	due = (uint64_t)(W.pub_rate * elapsed) + 1;
 	if (W.pub_limit > 0 && due > W.pub_limit)
 		due = W.pub_limit;
 	while (W.pub_scheduled < due) {
