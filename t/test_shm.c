@@ -929,8 +929,7 @@ START_TEST(test_create_replaces_stale)
 	ck_assert_int_eq(shm_seg_master_pid(s), getpid());
 	ck_assert_int_eq(shm_seg_master_alive(s), 1);
 
-	/* A live process under the master's pid, not started with it: not it.
-	 */
+	/* A live process holding the pid, started at another time. */
 	shm_test_set_master_pid(s, 1);
 	ck_assert_int_eq(shm_seg_master_alive(s), 0);
 	ck_assert_int_eq(
