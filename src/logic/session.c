@@ -316,26 +316,29 @@ out:
 	return r;
 }
 
-int
-session_online(struct logic *l, store_cb cb, void *arg)
+/* A read-side online script: the fixed head and nothing else. */
+static int
+online_eval(struct logic *l, const struct store_script *script, store_cb cb,
+            void *arg)
 {
 	struct online_head h;
 	const char *argv[5];
 	size_t lens[5];
 
 	online_head(l, &h, argv, lens);
-	return store_eval(l->store, &script_online, cb, arg, 2, 5, argv, lens);
+	return store_eval(l->store, script, cb, arg, 2, 5, argv, lens);
+}
+
+int
+session_online(struct logic *l, store_cb cb, void *arg)
+{
+	return online_eval(l, &script_online, cb, arg);
 }
 
 int
 session_nodes(struct logic *l, store_cb cb, void *arg)
 {
-	struct online_head h;
-	const char *argv[5];
-	size_t lens[5];
-
-	online_head(l, &h, argv, lens);
-	return store_eval(l->store, &script_nodes, cb, arg, 2, 5, argv, lens);
+	return online_eval(l, &script_nodes, cb, arg);
 }
 
 /* P:<kind>:<name> for each name (lens NULL: C strings); free_names. */

@@ -3,12 +3,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
 #include <openssl/evp.h>
 
+#include "logic/logic.h"
 #include "logic/store.h"
 
 struct store {
@@ -43,15 +43,6 @@ struct store_req {
 };
 
 static void store_connect(struct store *st);
-
-static uint64_t
-now_ms(void)
-{
-	struct timeval tv;
-
-	gettimeofday(&tv, NULL);
-	return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
 
 static void
 status(struct store *st, int up, const char *why)
@@ -103,7 +94,7 @@ on_reply(redisAsyncContext *ac, void *r, void *priv)
 	const redisReply *reply = r;
 
 	st->pending--;
-	st->progress_ms = now_ms();
+	st->progress_ms = logic_now_ms();
 	if (reply != NULL && reply->type == REDIS_REPLY_ERROR &&
 	    strncmp(reply->str, "NOSCRIPT", 8) == 0 && st->ac == ac) {
 		/* SCRIPT FLUSH behind our back: start over cleanly. */
@@ -134,7 +125,7 @@ send_argv(struct store *st, store_cb cb, void *arg, int argc, const char **argv,
 		return -1;
 	}
 	if (st->pending++ == 0)
-		st->progress_ms = now_ms();
+		st->progress_ms = logic_now_ms();
 	return 0;
 }
 
@@ -170,7 +161,7 @@ on_connect(const redisAsyncContext *ac, int st_code)
 	}
 	st->connected = 1;
 	st->backoff_ms = st->backoff_min_ms;
-	st->progress_ms = now_ms();
+	st->progress_ms = logic_now_ms();
 	status(st, 1, st->ever_connected ? "reconnected" : "connected");
 	st->ever_connected = 1;
 }
@@ -211,7 +202,7 @@ store_connect(struct store *st)
 	}
 	ac->data = st;
 	st->ac = ac;
-	st->progress_ms = now_ms();
+	st->progress_ms = logic_now_ms();
 	redisLibeventAttach(ac, st->base);
 	redisAsyncSetConnectCallback(ac, on_connect);
 	redisAsyncSetDisconnectCallback(ac, on_disconnect);
@@ -245,7 +236,7 @@ static void
 on_tick(evutil_socket_t fd, short what, void *arg)
 {
 	struct store *st = arg;
-	uint64_t now = now_ms();
+	uint64_t now = logic_now_ms();
 
 	if (st->ac == NULL)
 		return;

@@ -53,12 +53,6 @@ reply_sbuf(struct rpc_call *call, msgpack_sbuffer *sb)
 }
 
 static void
-pack_key(msgpack_packer *pk, const char *k)
-{
-	rpc_pack_str(pk, k);
-}
-
-static void
 reply_empty(struct rpc_call *call)
 {
 	msgpack_sbuffer sb;
@@ -79,7 +73,7 @@ reply_has(struct rpc_call *call, int has)
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 1);
-	pack_key(&pk, "has");
+	rpc_pack_str(&pk, "has");
 	if (has)
 		msgpack_pack_true(&pk);
 	else
@@ -156,19 +150,19 @@ on_connect_stored(const redisReply *r, void *arg)
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 6);
-	pack_key(&pk, "mid");
+	rpc_pack_str(&pk, "mid");
 	msgpack_pack_int64(&pk, a->mid);
-	pack_key(&pk, "key");
+	rpc_pack_str(&pk, "key");
 	rpc_pack_str(&pk, a->key);
-	pack_key(&pk, "room_id");
+	rpc_pack_str(&pk, "room_id");
 	rpc_pack_str(&pk, a->room_id);
-	pack_key(&pk, "platform");
+	rpc_pack_str(&pk, "platform");
 	rpc_pack_str(&pk, a->platform);
-	pack_key(&pk, "accepts");
+	rpc_pack_str(&pk, "accepts");
 	msgpack_pack_array(&pk, a->naccepts);
 	for (size_t i = 0; i < a->naccepts; i++)
 		msgpack_pack_int32(&pk, a->accepts[i]);
-	pack_key(&pk, "heartbeat");
+	rpc_pack_str(&pk, "heartbeat");
 	msgpack_pack_int64(&pk,
 	                   (c->s->l->conf->heartbeat_timeout_ms + 999) / 1000);
 	reply_sbuf(c->call, &sb);
@@ -272,7 +266,7 @@ on_renewed(const redisReply *r, void *arg)
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 1);
-	pack_key(&pk, "all_room_count");
+	rpc_pack_str(&pk, "all_room_count");
 	msgpack_pack_map(&pk, n);
 	for (size_t i = 0; i + 1 < r->elements; i += 2) {
 		const redisReply *k = r->element[i], *v = r->element[i + 1];
