@@ -108,7 +108,6 @@ struct conn {
 	uint64_t t0;  /* connect start, us */
 	uint32_t idx; /* global index across processes */
 	uint8_t state;
-	uint8_t hb_wait;
 };
 
 struct pub_conn {
@@ -369,7 +368,6 @@ on_rx(void *arg, const struct bench_rx_ev *ev)
 		return 0;
 	case PROTO_OP_HEARTBEAT_REPLY:
 		W.st.c.hb_replies++;
-		c->hb_wait = 0;
 		return 0;
 	case PROTO_OP_DISCONNECT_REPLY:
 		conn_fail(c, c->state == ST_UP ? BENCH_FAIL_KICKED
@@ -398,9 +396,9 @@ conn_feed(struct conn *c, const uint8_t *p, size_t n)
 static void
 on_upgrade_data(struct conn *c, const uint8_t *p, size_t n)
 {
+	struct evbuffer *in;
 	const char *why;
-	size_t left;
-	int rc;
+	int rc, got;
 
 	if (evbuffer_add(c->up->in, p, n) == -1) {
 		conn_fail(c, BENCH_FAIL_FD);
@@ -414,19 +412,20 @@ on_upgrade_data(struct conn *c, const uint8_t *p, size_t n)
 		return;
 	}
 	/* Frames that came with the 101 go to the reader. */
-	left = evbuffer_get_length(c->up->in);
-	if (left > 0)
-		evbuffer_remove(c->up->in, rbuf, left);
-	evbuffer_free(c->up->in);
+	in = c->up->in;
 	free(c->up);
 	c->up = NULL;
 	if (O.mode == MODE_WS) {
 		conn_is_up(c, bench_now_us());
 	} else if (conn_send_auth(c) == -1) {
+		evbuffer_free(in);
 		return;
 	}
-	if (left > 0)
-		conn_feed(c, rbuf, left);
+	/* p is rbuf, already copied into in: rbuf can be reused. */
+	while (c->state != ST_DEAD &&
+	       (got = evbuffer_remove(in, rbuf, sizeof(rbuf))) > 0)
+		conn_feed(c, rbuf, (size_t)got);
+	evbuffer_free(in);
 }
 
 static void
@@ -722,7 +721,6 @@ send_heartbeats(void)
 
 		if (c->state != ST_UP)
 			continue;
-		c->hb_wait = 1;
 		W.st.c.hb_sent++;
 		conn_send_goim(c, PROTO_OP_HEARTBEAT,
 		               (int)(W.tick & 0x7fffffff), NULL, 0);
@@ -802,15 +800,14 @@ pub_uri(char *out, size_t len, uint64_t k)
 	} else if (strcmp(O.pub_type, "all") == 0) {
 		snprintf(out, len, "/goim/push/all?operation=%d&speed=0", O.op);
 	} else {
-		/* keys or mids: "a,b" becomes keys=a&keys=b */
+		/* keys or mids, as goim names them: keys=a&keys=b */
 		snprintf(out, len, "/goim/push/%s?operation=%d", O.pub_type,
 		         O.op);
 		keys = strdup(O.keys);
 		if (keys == NULL)
 			return;
 		for (p = strtok(keys, ","); p != NULL; p = strtok(NULL, ","))
-			snprintf(out + strlen(out), len - strlen(out),
-			         "&%.*s=%s", (int)strlen(O.pub_type) - 1,
+			snprintf(out + strlen(out), len - strlen(out), "&%s=%s",
 			         O.pub_type, p);
 		free(keys);
 	}

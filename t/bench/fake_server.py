@@ -11,7 +11,8 @@ On one port, the first bytes of a connection choose what it is:
     (outer op-9 header + inner frames);
   - "GET /plain/...": a WebSocket hub: a ping, then PUSHES timestamped text
     messages;
-  - "POST ...": HTTP/1.1 keep-alive, every request answered 200.
+  - "POST ...": HTTP/1.1 keep-alive, answered 200, or 400 when a
+    /goim/push/ request lacks what goim's API needs.
 Prints its port on stdout once listening.
 """
 import asyncio
@@ -160,6 +161,23 @@ async def serve_ws(reader, writer, first):
         await writer.drain()
 
 
+def push_path_ok(target):
+    """goim's push API: an operation, and the targets its route names."""
+    path, _, query = target.partition(b"?")
+    args = [a.split(b"=", 1) for a in query.split(b"&") if b"=" in a]
+    names = [a[0] for a in args]
+    if not path.startswith(b"/goim/push/"):
+        return True  # any other POST endpoint, as nchan's /pub/...
+    if b"operation" not in names:
+        return False
+    route = path[len(b"/goim/push/"):]
+    if route in (b"keys", b"mids"):
+        return names.count(route) >= 1 and set(names) <= {b"operation", route}
+    if route == b"room":
+        return b"room" in names and b"type" in names
+    return route == b"all"
+
+
 async def serve_http(reader, writer, first):
     buf = first
     while True:
@@ -179,8 +197,11 @@ async def serve_http(reader, writer, first):
                 return
             buf += more
         buf = buf[length:]
+        status = b"200 OK" if push_path_ok(head.split(b" ")[1]) else \
+            b"400 Bad Request"
         body = b'{"code":0,"message":"","data":null}'
-        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        writer.write(b"HTTP/1.1 " + status + b"\r\n"
+                     b"Content-Type: application/json\r\n"
                      b"Content-Length: %d\r\n\r\n" % len(body) + body)
         await writer.drain()
 

@@ -99,11 +99,25 @@ expect ws "$l" conns 25
 expect ws "$l" deliveries $((25 * PUSHES))
 expect ws "$l" failures 0
 
-# pub: 40 requests at 100/s on 2 keep-alive connections, all 200
-l=$(run pub pub -P "$port" -n 2 -R 100 -N 40 -s 100)
-expect pub "$l" sent 40
-expect pub "$l" ok 40
+# pub: 40 messages due at 100/s on 4 keep-alive connections; one that
+# falls due while all four wait is counted as behind, never lost
+l=$(run pub pub -P "$port" -n 4 -R 100 -N 40 -s 100)
+sent=$(field "$l" sent)
+expect pub "$l" ok "$sent"
+expect pub "$l" conns 4
 expect pub "$l" failures 0
+[ $((sent + $(field "$l" behind))) -eq 40 ] || fail "pub: sent+behind != 40 ($l)"
+expect_ge pub "$l" sent 30
+
+# the other push routes, as goim names their parameters
+for t in keys mids all; do
+	l=$(run "pub-$t" pub -P "$port" -n 1 -R 50 -N 3 --type $t --keys 7,8)
+	expect "pub-$t" "$l" ok 3
+done
+# a refused request is counted as such
+l=$(run pub-refused pub -P "$port" -n 1 -R 50 -N 2 -u '/goim/push/keys?keys=1')
+expect pub-refused "$l" ok 0
+expect pub-refused "$l" fail_http 2
 
 # nobody listening: every connection refused
 kill "$server"
