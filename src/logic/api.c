@@ -1065,6 +1065,7 @@ struct api *
 api_new(struct logic *l, char *err, size_t errlen)
 {
 	struct api *a = calloc(1, sizeof(*a));
+	const char *host;
 
 	if (a == NULL) {
 		snprintf(err, errlen, "out of memory");
@@ -1081,9 +1082,10 @@ api_new(struct logic *l, char *err, size_t errlen)
 	                                        EVHTTP_REQ_HEAD);
 	evhttp_set_gencb(a->http, dispatch, a);
 	api_reload(a);
-	if (evhttp_bind_socket_with_handle(a->http, l->conf->http_host,
-	                                   (ev_uint16_t)l->conf->http_port) ==
-	    NULL) {
+	/* ":port" in the config means every interface. */
+	host = l->conf->http_host[0] != '\0' ? l->conf->http_host : "0.0.0.0";
+	if (evhttp_bind_socket_with_handle(
+	        a->http, host, (ev_uint16_t)l->conf->http_port) == NULL) {
 		snprintf(err, errlen, "http listen %s:%d: %s",
 		         l->conf->http_host, l->conf->http_port,
 		         strerror(errno));

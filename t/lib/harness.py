@@ -17,6 +17,10 @@ What it gives a test:
   http_json(method, url, ...)  (status, parsed JSON)
   RpcClient(port)              msgpack-rpc by the spec: call(), request(),
                                notify(), recv()
+  logic_conf(redis_port, ...)  an imgate-logic config (dict) for a test
+  Logic(redis, **over)         imgate-logic on free ports against redis,
+                               ready (Redis connected); .rpc_port,
+                               .http_port, .url, .conf_for(**over)
 Every process started is stopped by pid at exit, also on failure.
 """
 import atexit
@@ -408,3 +412,44 @@ class RpcClient:
         msg = self.recv(timeout)
         assert msg[0] == 1 and msg[1] == mid, msg
         return msg[2], msg[3]
+
+
+# ---- imgate-logic ---------------------------------------------------------------
+
+def logic_conf(redis_port, rpc_port, http_port, prefix="imgate", **over):
+    """A config for a test: short TTLs and timeouts, debug log on stderr.
+    over: {section: {setting: value}} merged over it."""
+    conf = {
+        "server": {"pid_file": "", "log": "stderr", "log_level": "debug"},
+        "rpc": {"listen": "127.0.0.1:%d" % rpc_port},
+        "http": {"listen": "127.0.0.1:%d" % http_port, "max_body": "4k",
+                 "max_targets": "50"},
+        "redis": {"address": "127.0.0.1:%d" % redis_port, "prefix": prefix,
+                  "timeout": "1s", "backoff_min": "50ms", "backoff_max": "300ms"},
+        "session": {"heartbeat_timeout": "2s", "session_ttl": "5s",
+                    "online_ttl": "2s"},
+    }
+    for section, values in over.items():
+        conf.setdefault(section, {}).update(values)
+    return conf
+
+
+class Logic(Daemon):
+    """imgate-logic in the foreground on free ports, connected to redis."""
+
+    def __init__(self, redis, prefix="imgate", binary=None, **over):
+        self.redis = redis
+        self.prefix = prefix
+        self.rpc_port, self.http_port = free_port(), free_port()
+        self.url = "http://127.0.0.1:%d" % self.http_port
+        Daemon.__init__(self, binary or find_binary("imgate-logic"),
+                        self.conf_for(**over),
+                        ports=(self.rpc_port, self.http_port), name="logic")
+        # Its scripts are loaded once Redis is connected.
+        wait_for(lambda: http("GET", self.url + "/healthz")[0] == 200, 5,
+                 "imgate-logic healthz")
+
+    def conf_for(self, **over):
+        """This daemon's config with over merged (for rewrite + reload)."""
+        return logic_conf(self.redis.port, self.rpc_port, self.http_port,
+                          self.prefix, **over)
