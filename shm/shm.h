@@ -39,7 +39,12 @@
 #define SHM_ACCEPTS_MAX 16  /* ops a connection watches */
 #define SHM_KICK_MAX    256 /* pending kicks per worker (a power of two) */
 
-/* Geometry: fixed at creation; changing it needs a restart. */
+/*
+ * Geometry: fixed at creation; changing it needs a restart. Keys do not
+ * spread evenly and probing slows as a bucket fills, so plan for buckets x
+ * channels_per_bucket at about 1.5 x the connections expected (a full
+ * bucket refuses while others have room).
+ */
 struct shm_geometry {
 	uint32_t buckets;
 	uint32_t channels_per_bucket;
@@ -249,8 +254,8 @@ uint32_t shm_room_cluster(const struct shm_seg *seg, const char *room);
 
 /*
  * Worker slots. shm_worker_slot returns the slot (NULL if id is out of
- * range); its counters are written by the owner only, with
- * shm_counter_add. The master sets pid/state.
+ * range or the mapping is read-only); its counters are written by the owner
+ * only, with shm_counter_add. The master sets pid/state.
  */
 struct shm_worker *shm_worker_slot(struct shm_seg *seg, uint32_t id);
 const struct shm_worker *shm_worker_slot_ro(const struct shm_seg *seg,

@@ -7,13 +7,16 @@
  */
 #include "config.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -27,6 +30,7 @@
 #define NCHANNELS 10
 
 static char name[64];
+static pid_t runner_pid;
 static struct shm_seg *seg;
 static const struct shm_geometry geom = {8, 16, 8, 4};
 
@@ -182,7 +186,8 @@ setup(void)
 	char err[256];
 	struct shm_channel c;
 
-	snprintf(name, sizeof(name), "/imgate-itest-%ld", (long)getpid());
+	snprintf(name, sizeof(name), "/imgate-itest-%ld-%ld", (long)runner_pid,
+	         (long)getpid());
 	if (shm_seg_create(name, &geom, &seg, err, sizeof(err)) == -1)
 		ck_abort_msg("create: %s", err);
 	for (int i = 0; i < NCHANNELS; i++) {
@@ -632,6 +637,29 @@ START_TEST(test_dead_writer_does_not_block)
 }
 END_TEST
 
+/*
+ * A failed assertion ends a test's process without its teardown: remove
+ * what the tests of this run left ("/imgate-itest-<runner pid>-...").
+ */
+static void
+unlink_leftovers(void)
+{
+	char prefix[64], path[NAME_MAX + 2];
+	struct dirent *de;
+	DIR *d;
+
+	snprintf(prefix, sizeof(prefix), "imgate-itest-%ld-", (long)runner_pid);
+	if ((d = opendir("/dev/shm")) == NULL)
+		return;
+	while ((de = readdir(d)) != NULL) {
+		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
+			continue;
+		snprintf(path, sizeof(path), "/%s", de->d_name);
+		shm_unlink(path);
+	}
+	closedir(d);
+}
+
 int
 main(void)
 {
@@ -654,7 +682,9 @@ main(void)
 	tcase_add_test(tc, test_dead_writer_does_not_block);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
+	runner_pid = getpid();
 	srunner_run_all(sr, CK_NORMAL);
+	unlink_leftovers();
 	failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
