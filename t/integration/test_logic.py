@@ -502,6 +502,32 @@ class LogicLifecycleTest(unittest.TestCase):
         rpc.close()
         self.assertEqual(d.stop(), 0)
 
+    def test_redis_password_and_moving_redis(self):
+        other = Redis(args=("--requirepass", "pw1"))
+        try:
+            d = start_logic(self.redis)
+            # Reload onto another Redis that needs a password: a wrong one
+            # keeps logic unhealthy, the right one brings it back there.
+            d.rewrite(d.conf_for(redis={"address": "127.0.0.1:%d" % other.port,
+                                        "password": "wrong"}))
+            d.reload()
+            d.wait_log("connection setup failed")
+            self.assertEqual(http("GET", d.url + "/healthz")[0], 503)
+            d.rewrite(d.conf_for(redis={"address": "127.0.0.1:%d" % other.port,
+                                        "password": "pw1", "db": "2"}))
+            d.reload()
+            wait_for(lambda: http("GET", d.url + "/healthz")[0] == 200, 5, "healthz")
+            rpc = RpcClient(d.rpc_port)
+            self.assertIsNone(rpc.call("Connect", {"server": "n", "token": token(3, "moved")})[0])
+            rpc.close()
+            r = other.client()
+            r.command("SELECT", 2)
+            self.assertEqual(r.command("GET", PREFIX + ":key:moved"), b"n")
+            r.close()
+            self.assertEqual(d.stop(), 0)
+        finally:
+            other.stop()
+
     def test_redis_hung_is_detected(self):
         d = start_logic(self.redis)
         os.kill(self.redis.proc.pid, signal.SIGSTOP)

@@ -257,9 +257,13 @@ class RespError(Exception):
 class Redis:
     """redis-server on a free port in its own temp dir, no persistence."""
 
-    def __init__(self, port=None):
+    def __init__(self, port=None, args=()):
         self.dir = tempdir("imgate-redis-")
         self.port = port or free_port()
+        self.args = list(args)
+        self.password = None
+        if "--requirepass" in self.args:
+            self.password = self.args[self.args.index("--requirepass") + 1]
         self.proc = None
         self.start()
 
@@ -268,14 +272,14 @@ class Redis:
                 "--port", str(self.port), "--bind", "127.0.0.1",
                 "--save", "", "--appendonly", "no", "--dir", self.dir,
                 "--daemonize", "no", "--protected-mode", "no",
-                "--loglevel", "warning"]
+                "--loglevel", "warning"] + self.args
         self.proc = spawn(argv, os.path.join(self.dir, "redis.log"))
         wait_port(self.port, self.proc)
         wait_for(lambda: self._pong(), 5, "redis PING")
 
     def _pong(self):
         try:
-            c = Resp(self.port)
+            c = self.client()
             ok = c.command("PING") == "PONG"
             c.close()
             return ok
@@ -283,7 +287,10 @@ class Redis:
             return False
 
     def client(self):
-        return Resp(self.port)
+        c = Resp(self.port)
+        if self.password is not None:
+            c.command("AUTH", self.password)
+        return c
 
     def stop(self):
         stop_proc(self.proc)
