@@ -910,6 +910,7 @@ START_TEST(test_create_replaces_stale)
 		if (shm_seg_create(name, &small_geom, &s, NULL, 0) == -1)
 			_exit(1);
 		write(pfd[1], "r", 1);
+		alarm(30); /* never outlive a failed test */
 		pause();
 		_exit(0);
 	}
@@ -1132,6 +1133,8 @@ START_TEST(test_crash_random_kill)
 		if (pid == 0) {
 			unsigned cs = (unsigned)round;
 
+			alarm(30); /* never outlive a failed test */
+
 			for (uint32_t i = 0;; i++) {
 				char key[16];
 
@@ -1344,6 +1347,7 @@ stress_reader(void)
 	unsigned seed = 99;
 	char key[32];
 
+	alarm(120); /* never outlive a failed test */
 	if (shm_seg_attach(names[0], 1, &ro, err, sizeof(err)) == -1) {
 		snprintf(fail, 200, "attach: %.150s", err);
 		_exit(1);
