@@ -31,25 +31,6 @@ counter_per_worker(enum shm_counter c)
 	       c == SHM_C_DELIVERED || c == SHM_C_ACCEPT_PAUSED;
 }
 
-static int
-count_cb(const void *rec, void *arg)
-{
-	(*(uint64_t *)arg)++;
-	return 0;
-}
-
-static int
-count_channel(const struct shm_channel *c, void *arg)
-{
-	return count_cb(c, arg);
-}
-
-static int
-count_room(const struct shm_room *r, void *arg)
-{
-	return count_cb(r, arg);
-}
-
 static void
 metric(struct evbuffer *b, const char *name, const char *type, const char *help,
        uint64_t v)
@@ -86,8 +67,7 @@ metrics(struct master *m, struct evbuffer *b)
 	metric(b, "imgate_comet_max_connections", "gauge",
 	       "Configured node connection limit (0 = capacity).",
 	       (uint64_t)m->conf->max_connections);
-	shm_each_channel(m->shm, count_channel, &channels);
-	shm_each_room(m->shm, count_room, &rooms);
+	shm_seg_usage(m->shm, &channels, &rooms);
 	metric(b, "imgate_comet_channels", "gauge",
 	       "Channels registered in shm.", channels);
 	metric(b, "imgate_comet_rooms", "gauge", "Rooms with members here.",

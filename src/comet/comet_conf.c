@@ -433,6 +433,7 @@ static void
 conf_check(struct load_state *st)
 {
 	struct comet_conf *c = st->c;
+	char msg[256];
 	const char *n;
 
 	if (c->server_id[0] == '\0')
@@ -496,6 +497,8 @@ conf_check(struct load_state *st)
 	    strchr(c->shm_name + 1, '/') != NULL)
 		check_error(st, "shm", "name",
 		            "must be '/' followed by a name without '/'");
+	if (shm_geometry_check(&c->shm, msg, sizeof(msg)) == -1)
+		check_error(st, "shm", "buckets", "%s", msg);
 	if (c->channel_prefix[0] == '\0')
 		check_error(st, "redis", "channel_prefix", "must not be empty");
 	if (c->heartbeat_timeout_ms < c->renew_interval_ms)

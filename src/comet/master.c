@@ -289,8 +289,6 @@ worker_slot_reset(struct master *m, int id)
 {
 	struct shm_worker *s = shm_worker_slot(m->shm, (uint32_t)id);
 
-	/* Its connections died with it: the gauge must not say otherwise. */
-	__atomic_store_n(&s->counters[SHM_C_CONN_CURRENT], 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->pid, 0, __ATOMIC_RELAXED);
 	__atomic_store_n(&s->state, SHM_WORKER_FREE, __ATOMIC_RELEASE);
 }
@@ -812,35 +810,6 @@ raise_nofile(struct master *m)
 	                  : (long)rl.rlim_cur;
 }
 
-/* Refuse to take over a segment a live master still uses. */
-static int
-shm_in_use(const char *name, pid_t *owner)
-{
-	struct shm_seg *seg;
-	char err[256], path[64], comm[32];
-	FILE *fp;
-	pid_t pid;
-	int live = 0;
-
-	if (shm_seg_attach(name, 1, &seg, err, sizeof(err)) == -1)
-		return 0;
-	pid = shm_seg_master_pid(seg);
-	shm_seg_detach(seg);
-	if (pid <= 0 || pid == getpid())
-		return 0;
-	/* The pid may have been reused since: it must be one of ours. */
-	snprintf(path, sizeof(path), "/proc/%d/comm", (int)pid);
-	fp = fopen(path, "re");
-	if (fp != NULL) {
-		if (fgets(comm, sizeof(comm), fp) != NULL &&
-		    strncmp(comm, "imgate-comet", 12) == 0)
-			live = 1;
-		fclose(fp);
-	}
-	*owner = pid;
-	return live;
-}
-
 static int
 write_pid(int fd)
 {
@@ -923,7 +892,6 @@ master_run(struct comet_conf *conf, int pid_fd, int ready_fd)
 	                           SIGINT,  SIGQUIT, SIGUSR1};
 	struct master *m = &M;
 	char err[512];
-	pid_t owner = 0;
 	uint32_t i;
 
 	memset(m, 0, sizeof(*m));
@@ -948,12 +916,7 @@ master_run(struct comet_conf *conf, int pid_fd, int ready_fd)
 	if (setup_user(m) == -1)
 		goto fail;
 
-	if (shm_in_use(conf->shm_name, &owner)) {
-		log_error("shm segment %s belongs to a running imgate-comet "
-		          "(pid %d)",
-		          conf->shm_name, (int)owner);
-		goto fail;
-	}
+	/* It refuses a segment whose master still runs (EBUSY). */
 	if (shm_seg_create(conf->shm_name, &conf->shm, &m->shm, err,
 	                   sizeof(err)) == -1) {
 		log_error("shm: %s", err);

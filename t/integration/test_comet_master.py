@@ -3,7 +3,8 @@
 
 Each test starts its own master (-f) with a generated config on free ports
 and a unique shm name, and cleans up by pid. Run from the build directory
-(make check does), or set IMGATE_COMET to the binary.
+(make check does), or set IMGATE_COMET to the binary. KEEP_LOGS=1 keeps
+each test's directory (config, log) and prints where it is.
 """
 import http.client
 import os
@@ -21,24 +22,12 @@ import unittest
 
 import msgpack
 
-BIN = os.environ.get("IMGATE_COMET") or os.path.abspath("imgate-comet")
-STEP = 0.02
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                "..", "lib"))
+import harness  # noqa: E402
+from harness import free_port, wait_for  # noqa: E402
 
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_for(cond, timeout=5.0, what="condition"):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        v = cond()
-        if v:
-            return v
-        time.sleep(STEP)
-    raise AssertionError("timed out after %.1fs waiting for %s" % (timeout, what))
+BIN = None  # set in main: harness.find_binary("imgate-comet")
 
 
 def children(pid):
@@ -104,17 +93,13 @@ class Comet:
         self.pid = None
 
     def write_conf(self, extra=""):
-        lines = []
-        for section, kv in self.settings.items():
-            lines.append("[%s]" % section)
-            lines += ["%s = %s" % (k, v) for k, v in kv.items()]
-        with open(self.conf_path, "w") as f:
-            f.write("\n".join(lines) + "\n" + extra)
+        harness.write_ini(self.conf_path, self.settings)
+        with open(self.conf_path, "a") as f:
+            f.write(extra)
 
     def start(self, foreground=True):
         args = [BIN, "-c", self.conf_path] + (["-f"] if foreground else [])
-        self.logf = open(self.log_path, "ab")
-        self.proc = subprocess.Popen(args, stdout=self.logf, stderr=self.logf)
+        self.proc = harness.spawn(args, self.log_path)
         self.pid = self.proc.pid
         wait_for(lambda: self.http("/healthz")[0] == 200, what="healthz 200")
         return self
@@ -163,7 +148,6 @@ class Comet:
             for k in kids:
                 if alive(k):
                     os.kill(k, signal.SIGKILL)
-            self.logf.close()
         try:
             os.unlink("/dev/shm" + self.shm_name)
         except FileNotFoundError:
@@ -620,7 +604,6 @@ class CometMasterTest(unittest.TestCase):
 
 
 if __name__ == "__main__":
-    if not os.access(BIN, os.X_OK):
-        sys.stderr.write("imgate-comet not found at %s\n" % BIN)
-        sys.exit(99)
+    BIN = harness.find_binary("imgate-comet")
+    harness.hard_timeout(240)
     unittest.main(verbosity=2)
