@@ -475,7 +475,8 @@ teardown(void)
 
 	for (i = 0; i < NW; i++)
 		sess_free(&W[i]);
-	rpc_server_free(fake);
+	if (fake != NULL)
+		rpc_server_free(fake);
 	event_base_free(base);
 	shm_seg_detach(seg);
 	shm_seg_unlink(seg_name);
@@ -916,15 +917,41 @@ END_TEST
 
 START_TEST(test_logic_unavailable)
 {
-	struct client *c;
+	struct client *c, *d;
+	struct proto_frame f;
+	uint8_t body[64];
+	char err[256];
+	int port = conf.logic.port;
 
+	/* logic restarts: an op 7 waits for it (within the handshake). */
 	rpc_server_free(fake);
 	fake = NULL;
-	run_ms(100);
+	d = client_new(1, LISTENER_WS);
+	client_send(d, 1, PROTO_OP_AUTH, 77, "2 kback - - 30", 14);
+	run_ms(50);
+	fake = rpc_server_new(base, "127.0.0.1", port, NULL, fake_handler,
+	                      NULL, err, sizeof(err));
+	ck_assert_msg(fake != NULL, "%s", err);
+	ck_assert_int_eq(client_next(d, 2000, &f, body, sizeof(body)), 1);
+	ck_assert_msg(f.op == PROTO_OP_AUTH_REPLY, "op %d: %.*s", f.op,
+	              (int)f.body_len, body);
+	ck_assert_int_eq(f.seq, 77);
+	ck_assert_int_eq(n_connect, 1);
+
+	/* Unreachable for longer than rpc_timeout: refused. */
+	rpc_server_free(fake);
+	fake = NULL;
+	conf.rpc_timeout_ms = 200;
 	c = client_new(0, LISTENER_TCP);
 	client_send(c, 1, PROTO_OP_AUTH, 1, "1 k - - 30", 10);
 	expect_op6(c, "logic unavailable");
+	ck_assert_int_eq(n_connect, 1);
+	/* Existing connections stay. */
+	client_send(d, 1, PROTO_OP_HEARTBEAT, 3, NULL, 0);
+	ck_assert_int_eq(client_next(d, 1000, &f, body, sizeof(body)), 1);
+	ck_assert_int_eq(f.op, PROTO_OP_HEARTBEAT_REPLY);
 	client_free(c);
+	client_free(d);
 }
 END_TEST
 

@@ -36,6 +36,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void conn_process_input(struct conn *c);
 static void conn_free(struct conn *c);
+static void conn_unwait(struct conn *c);
 
 /* Clocks, counters ------------------------------------------------------- */
 
@@ -239,6 +240,100 @@ conn_send_shared(struct conn *c, struct sbuf *b)
 	return 0;
 }
 
+/* Waiting for logic ------------------------------------------------------ */
+
+static void
+conn_unwait(struct conn *c)
+{
+	struct conn **pp;
+
+	for (pp = &c->sw->waiting; *pp != NULL; pp = &(*pp)->dead_next) {
+		if (*pp == c) {
+			*pp = c->dead_next;
+			break;
+		}
+	}
+	c->dead_next = NULL;
+	c->flags &= ~CONN_F_WAITING;
+	sbuf_unref(c->u.token);
+	c->u.token = NULL;
+}
+
+static void
+sess_retry_arm(struct sess_worker *sw)
+{
+	struct timeval tv = {0, 100 * 1000};
+
+	if (!evtimer_pending(sw->retry, NULL))
+		evtimer_add(sw->retry, &tv);
+}
+
+/*
+ * While the logic connection is down (starting up, logic restarting), an
+ * op 7 waits up to rpc_timeout for it instead of failing at once.
+ */
+static void
+sess_retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sess_worker *sw = arg;
+	uint64_t now = sess_mono_ms();
+	long limit = sw->w->conf->rpc_timeout_ms;
+	struct conn *c, *next;
+
+	for (c = sw->waiting; c != NULL; c = next) {
+		next = c->dead_next;
+		if (logic_connect(sw->logic, c->u.token->data, c->u.token->len,
+		                  c, &c->rpc_msgid) == 0) {
+			conn_unwait(c);
+			c->flags |= CONN_F_RPC_PENDING;
+			continue;
+		}
+		if (now - c->logic_hb_ms >= (uint64_t)limit) {
+			sess_count_add(sw, SHM_C_AUTH_FAIL, 1);
+			conn_close(c, "logic unavailable", SHM_C__COUNT);
+		}
+	}
+	if (sw->waiting != NULL)
+		sess_retry_arm(sw);
+}
+
+static void
+sess_resync_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct sess_worker *sw = arg;
+	uint64_t now = sess_mono_ms();
+	struct conn *c;
+	size_t n = 0, failed = 0;
+
+	LIST_FOREACH(c, &sw->conns, all)
+	{
+		if (c->state != CONN_ACTIVE)
+			continue;
+		/* logic's Heartbeat restores a session Redis lost. */
+		if (logic_heartbeat(sw->logic, c->mid, c->key) == 0) {
+			c->logic_hb_ms = now;
+			n++;
+		} else {
+			/* Retried at the client's next heartbeat. */
+			c->logic_hb_ms = now - c->hb_ms;
+			failed++;
+		}
+	}
+	if (n + failed > 0)
+		log_info("sessions renewed with logic after a Redis outage: "
+		         "%zu sent, %zu deferred",
+		         n, failed);
+}
+
+void
+sess_resync(struct sess_worker *sw)
+{
+	/* Give logic a moment to reconnect to the same Redis first. */
+	struct timeval tv = {1, 0};
+
+	evtimer_add(sw->resync, &tv);
+}
+
 /* Closing ---------------------------------------------------------------- */
 
 static void
@@ -272,6 +367,8 @@ conn_close_code(struct conn *c, const char *reason, enum shm_counter counter,
 		logic_cancel(sw->logic, c->rpc_msgid);
 		c->flags &= ~CONN_F_RPC_PENDING;
 	}
+	if (c->flags & CONN_F_WAITING)
+		conn_unwait(c);
 	if (c->flags & CONN_F_KEYED) {
 		htab_remove(&sw->by_key, &c->by_key);
 		c->flags &= ~CONN_F_KEYED;
@@ -360,7 +457,10 @@ conn_free(struct conn *c)
 	if (c->bev != NULL)
 		bufferevent_free(c->bev);
 	ws_reader_reset(&c->ws);
-	free(c->hs);
+	if (c->flags & CONN_F_WAITING)
+		conn_unwait(c);
+	else
+		free(c->u.hs);
 	free(c->fwd);
 	free(c->key);
 	free(c);
@@ -434,8 +534,15 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	case CONN_WS_HANDSHAKE:
 		conn_close(c, NULL, SHM_C_HANDSHAKE_TIMEOUT);
 		break;
-	case CONN_WAIT_AUTH:
 	case CONN_CONNECTING:
+		if (c->flags & CONN_F_WAITING) {
+			/* The client did its part; logic never came back. */
+			sess_count_add(c->sw, SHM_C_AUTH_FAIL, 1);
+			conn_close(c, "logic unavailable", SHM_C__COUNT);
+			break;
+		}
+		/* FALLTHROUGH */
+	case CONN_WAIT_AUTH:
 		conn_close(c, "handshake timeout", SHM_C_HANDSHAKE_TIMEOUT);
 		break;
 	case CONN_ACTIVE:
@@ -743,12 +850,21 @@ conn_handle_frame(struct conn *c, const struct proto_frame *f)
 		c->auth_seq = f->seq;
 		c->auth_ver = f->ver;
 		if (logic_connect(sw->logic, f->body, f->body_len, c,
-		                  &c->rpc_msgid) == -1) {
+		                  &c->rpc_msgid) == 0)
+			c->flags |= CONN_F_RPC_PENDING;
+		else if (!logic_connected(sw->logic) &&
+		         (c->u.token = sbuf_new(f->body_len)) != NULL) {
+			memcpy(c->u.token->data, f->body, f->body_len);
+			c->flags |= CONN_F_WAITING;
+			c->logic_hb_ms = sess_mono_ms();
+			c->dead_next = sw->waiting;
+			sw->waiting = c;
+			sess_retry_arm(sw);
+		} else {
 			sess_count_add(sw, SHM_C_AUTH_FAIL, 1);
 			conn_close(c, "logic unavailable", SHM_C__COUNT);
 			return;
 		}
-		c->flags |= CONN_F_RPC_PENDING;
 		c->state = CONN_CONNECTING;
 		/* One request at a time until authenticated, as goim. */
 		bufferevent_disable(c->bev, EV_READ);
@@ -870,7 +986,7 @@ conn_upgrade(struct conn *c, struct evbuffer *in)
 
 	rc = ws_handshake_parse(in, conf->max_http_header,
 	                        conf->ws_path[0] ? conf->ws_path : "/sub",
-	                        c->hs, &status, &why);
+	                        c->u.hs, &status, &why);
 	if (rc == 0)
 		return;
 	if (rc == -1) {
@@ -880,14 +996,14 @@ conn_upgrade(struct conn *c, struct evbuffer *in)
 		conn_close(c, NULL, SHM_C_BAD_FRAME);
 		return;
 	}
-	if (ws_handshake_accept(out, c->hs) == -1) {
+	if (ws_handshake_accept(out, c->u.hs) == -1) {
 		conn_close(c, NULL, SHM_C__COUNT);
 		return;
 	}
-	if (c->hs->addr[0] != '\0')
-		c->fwd = strdup(c->hs->addr);
-	free(c->hs);
-	c->hs = NULL;
+	if (c->u.hs->addr[0] != '\0')
+		c->fwd = strdup(c->u.hs->addr);
+	free(c->u.hs);
+	c->u.hs = NULL;
 	ws_reader_init(&c->ws);
 	c->flags |= CONN_F_WS;
 	c->state = CONN_WAIT_AUTH;
@@ -983,18 +1099,18 @@ sess_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa,
 	}
 	c->timer = evtimer_new(w->base, conn_timer_cb, c);
 	if (kind != LISTENER_TCP) {
-		c->hs = calloc(1, sizeof(*c->hs));
-		if (c->hs != NULL)
-			ws_handshake_init(c->hs);
+		c->u.hs = calloc(1, sizeof(*c->u.hs));
+		if (c->u.hs != NULL)
+			ws_handshake_init(c->u.hs);
 		c->state = CONN_WS_HANDSHAKE;
 	} else
 		c->state = CONN_WAIT_AUTH;
-	if (c->timer == NULL || (kind != LISTENER_TCP && c->hs == NULL)) {
+	if (c->timer == NULL || (kind != LISTENER_TCP && c->u.hs == NULL)) {
 		log_error("sess_accept: out of memory");
 		if (c->timer != NULL)
 			event_free(c->timer);
 		bufferevent_free(c->bev);
-		free(c->hs);
+		free(c->u.hs);
 		free(c);
 		return;
 	}
@@ -1109,7 +1225,10 @@ sess_init(struct worker *w)
 	sess_set_timeouts(sw);
 	sw->linger_tv = event_base_init_common_timeout(w->base, &tv);
 	sw->reaper = event_new(w->base, -1, 0, sess_reaper_cb, sw);
-	if (sw->hs_tv == NULL || sw->linger_tv == NULL || sw->reaper == NULL) {
+	sw->retry = evtimer_new(w->base, sess_retry_cb, sw);
+	sw->resync = evtimer_new(w->base, sess_resync_cb, sw);
+	if (sw->hs_tv == NULL || sw->linger_tv == NULL || sw->reaper == NULL ||
+	    sw->retry == NULL || sw->resync == NULL) {
 		log_error("sess_init: libevent setup failed");
 		return -1;
 	}
@@ -1184,6 +1303,10 @@ sess_free(struct worker *w)
 	htab_release(&sw->by_key);
 	if (sw->reaper != NULL)
 		event_free(sw->reaper);
+	if (sw->retry != NULL)
+		event_free(sw->retry);
+	if (sw->resync != NULL)
+		event_free(sw->resync);
 	SSL_CTX_free(sw->tls);
 	free(sw->trace);
 	free(sw);

@@ -62,12 +62,16 @@ struct conn {
 	struct sess_worker *sw;
 	struct bufferevent *bev;
 	struct event *timer; /* handshake, heartbeat, then linger deadline */
-	struct ws_handshake *hs; /* during the WebSocket upgrade only */
-	char *fwd;               /* X-Real-IP / X-Forwarded-For, if any */
-	char *key;               /* session key from logic (malloc) */
-	struct ws_reader ws;     /* WebSocket frame reader, once upgraded */
+	union {
+		struct ws_handshake *hs; /* during the WebSocket upgrade */
+		struct sbuf *token; /* op 7 body while logic is not reachable */
+	} u;
+	char *fwd;           /* X-Real-IP / X-Forwarded-For, if any */
+	char *key;           /* session key from logic (malloc) */
+	struct ws_reader ws; /* WebSocket frame reader, once upgraded */
 	int64_t mid;
-	uint64_t logic_hb_ms; /* last logic Heartbeat sent (monotonic ms) */
+	uint64_t logic_hb_ms; /* last logic Heartbeat sent, or when the wait
+	                         for logic began (monotonic ms) */
 	uint32_t id;
 	uint32_t rpc_msgid; /* Connect in flight */
 	uint32_t hb_ms;     /* heartbeat timeout logic returned */
@@ -91,6 +95,7 @@ struct conn {
 #define CONN_F_IO_DEAD     0x100 /* peer gone or socket error */
 #define CONN_F_KEYED       0x200 /* in sess_worker.by_key */
 #define CONN_F_SSL         0x400 /* bufferevent_openssl */
+#define CONN_F_WAITING     0x800 /* on the wait list for logic */
 
 LIST_HEAD(conn_list, conn);
 
@@ -109,6 +114,9 @@ struct sess_worker {
 	SSL_CTX *tls;
 	struct conn *dead; /* reaper queue */
 	struct event *reaper;
+	struct conn *waiting; /* op 7 received while logic is unreachable */
+	struct event *retry;
+	struct event *resync;
 	const struct timeval *hs_tv; /* common timeout: handshake */
 	const struct timeval *linger_tv;
 	struct {
@@ -145,6 +153,12 @@ int conn_send_shared(struct conn *c, struct sbuf *b);
  * queue the release. counter (SHM_C__COUNT for none) is incremented.
  */
 void conn_close(struct conn *c, const char *reason, enum shm_counter counter);
+
+/*
+ * Redis came back after an outage: its session records may be gone, so
+ * renew every session of this worker with logic (shortly, in one sweep).
+ */
+void sess_resync(struct sess_worker *sw);
 
 /* The logic Disconnect of a closing connection has been answered. */
 void sess_disconnect_done(struct sess_worker *sw);

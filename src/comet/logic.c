@@ -250,6 +250,12 @@ logic_cancel(struct logic *lg, uint32_t msgid)
 	rpc_client_cancel(lg->rpc, msgid);
 }
 
+int
+logic_connected(const struct logic *lg)
+{
+	return rpc_client_connected(lg->rpc);
+}
+
 static void
 logic_ignore_result(enum rpc_status st, const msgpack_object *error,
                     const msgpack_object *result, void *arg)

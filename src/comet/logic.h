@@ -55,6 +55,8 @@ void logic_reload(struct logic *lg, const struct comet_conf *old);
 int logic_connect(struct logic *lg, const void *token, size_t token_len,
                   void *arg, uint32_t *msgid);
 void logic_cancel(struct logic *lg, uint32_t msgid);
+/* Whether the rpc connection to logic is up. */
+int logic_connected(const struct logic *lg);
 
 /*
  * Fire-and-forget calls. logic_disconnect returns 0 when the call was sent

@@ -33,8 +33,9 @@ struct push_pace {
 struct push {
 	struct sess_worker *sw;
 	redisAsyncContext *ac;
-	int ready;   /* connected; subscriptions sent */
-	int closing; /* push_free in progress: do not reconnect */
+	int ready;     /* connected; subscriptions sent */
+	int closing;   /* push_free in progress: do not reconnect */
+	int was_ready; /* connected before: a reconnect follows an outage */
 	long backoff_ms;
 	struct event *retry;
 	struct event *flush;
@@ -580,6 +581,9 @@ push_connect_cb(const redisAsyncContext *ac, int status)
 	                  p->node_ch, p->all_ch);
 	p->ready = 1;
 	room_each(&p->sw->rooms, push_subscribe_room, p);
+	if (p->was_ready)
+		sess_resync(p->sw);
+	p->was_ready = 1;
 }
 
 static void
