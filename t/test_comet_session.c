@@ -929,8 +929,8 @@ START_TEST(test_logic_unavailable)
 	d = client_new(1, LISTENER_WS);
 	client_send(d, 1, PROTO_OP_AUTH, 77, "2 kback - - 30", 14);
 	run_ms(50);
-	fake = rpc_server_new(base, "127.0.0.1", port, NULL, fake_handler,
-	                      NULL, err, sizeof(err));
+	fake = rpc_server_new(base, "127.0.0.1", port, NULL, fake_handler, NULL,
+	                      err, sizeof(err));
 	ck_assert_msg(fake != NULL, "%s", err);
 	ck_assert_int_eq(client_next(d, 2000, &f, body, sizeof(body)), 1);
 	ck_assert_msg(f.op == PROTO_OP_AUTH_REPLY, "op %d: %.*s", f.op,
