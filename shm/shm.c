@@ -523,12 +523,11 @@ slot_valid(const struct tab *t, const struct slot_head *s)
 /*
  * Rebuild a table after a writer died in it; returns the slots in use.
  * Runs under the lock with the write begun, so readers retry meanwhile.
- * Quadratic in the table size, which only matters on this rare path.
  */
 static uint32_t
 tab_repair_locked(const struct tab *t)
 {
-	uint32_t used = 0;
+	uint32_t used = 0, idx, free_idx;
 	int moved;
 
 	for (uint32_t i = 0; i < t->n; i++) {
@@ -536,25 +535,11 @@ tab_repair_locked(const struct tab *t)
 
 		if (slot_state(s) == SLOT_FREE)
 			continue;
-		if (!slot_valid(t, s)) {
+		if (!slot_valid(t, s))
 			tab_clear_locked(t, i);
-			continue;
-		}
-		if (t->rooms) {
-			struct room_slot *r = (struct room_slot *)s;
-
-			r->online = (uint32_t)room_sum(r, t->nworkers);
-		}
-		/* An interrupted shift leaves one record in two slots. */
-		for (uint32_t j = 0; j < i; j++) {
-			struct slot_head *o = tab_at(t, j);
-
-			if (slot_state(o) == SLOT_USED && o->hash == s->hash &&
-			    strcmp(slot_key(t, o), slot_key(t, s)) == 0) {
-				tab_clear_locked(t, i);
-				break;
-			}
-		}
+		else if (t->rooms)
+			((struct room_slot *)s)->online = (uint32_t)room_sum(
+			    (struct room_slot *)s, t->nworkers);
 	}
 	/*
 	 * Restore the probing invariant: move every record to the first
@@ -580,6 +565,20 @@ tab_repair_locked(const struct tab *t)
 			}
 		}
 	} while (moved);
+	/*
+	 * An interrupted shift leaves one record in two slots: keep the one
+	 * a lookup finds. A backward shift keeps the order along a chain, so
+	 * removing the other never hides the first; look at i again after a
+	 * removal, since the shift may have pulled another record into it.
+	 */
+	for (uint32_t i = 0; i < t->n; i++) {
+		const struct slot_head *s;
+
+		while (slot_state(s = tab_at(t, i)) == SLOT_USED &&
+		       tab_find(t, slot_key(t, s), s->hash, &idx, &free_idx) &&
+		       idx != i)
+			tab_remove_locked(t, i);
+	}
 	for (uint32_t i = 0; i < t->n; i++)
 		used += slot_state(tab_at(t, i)) == SLOT_USED;
 	return used;
