@@ -59,6 +59,7 @@ START_TEST(defaults)
 	ck_assert_str_eq(c.prefix, "imgate");
 	ck_assert_int_eq(c.heartbeat_timeout_ms, 90000);
 	ck_assert_int_eq(c.session_ttl_ms, 1800000);
+	ck_assert_int_eq(c.online_cache_ms, 1000);
 	ck_assert_uint_eq(c.jwt_secret_len, 0);
 	ck_assert_str_eq(c.path, path);
 }
@@ -78,7 +79,7 @@ START_TEST(every_section)
 	         "prefix = im2\ntimeout = 500ms\nbackoff_min = 50ms\n"
 	         "backoff_max = 1s\n"
 	         "[session]\nheartbeat_timeout = 1m\nsession_ttl = 10m\n"
-	         "online_ttl = 20s\n"
+	         "online_ttl = 20s\nonline_cache = 0\n"
 	         "[auth]\njwt_secret = abc\njwt_leeway = 0\n"
 	         "[node]\ndomain = im.example.com\ntcp_port = 1\n"
 	         "ws_port = 2\nwss_port = 0\nheartbeat = 10s\n"
@@ -105,6 +106,7 @@ START_TEST(every_section)
 	ck_assert_int_eq(c.redis_timeout_ms, 500);
 	ck_assert_int_eq(c.heartbeat_timeout_ms, 60000);
 	ck_assert_int_eq(c.online_ttl_ms, 20000);
+	ck_assert_int_eq(c.online_cache_ms, 0);
 	ck_assert_uint_eq(c.jwt_secret_len, 3);
 	ck_assert_str_eq(c.node_domain, "im.example.com");
 	ck_assert_int_eq(c.node_heartbeat_max, 5);

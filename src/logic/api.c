@@ -18,6 +18,7 @@
 #include "common/envelope.h"
 #include "logic/api.h"
 #include "logic/auth.h"
+#include "logic/online.h"
 #include "logic/session.h"
 
 struct api {
@@ -598,48 +599,40 @@ top_cmp(const void *a, const void *b)
 }
 
 static void
-on_online(const redisReply *r, void *arg)
+on_online(const struct online_totals *tot, void *arg)
 {
 	struct req_ctx *c = arg;
-	char prefix[AUTH_ROOM_MAX + 8];
+	char prefix[AUTH_ROOM_MAX + 8], key[AUTH_ROOM_MAX + 8];
 	size_t plen;
 	json_t *data;
 
-	if (redis_failed(c, r, REDIS_REPLY_ARRAY))
+	if (tot == NULL) {
+		ctx_reply(c, CODE_SERVER_ERROR, "redis unavailable", NULL);
 		return;
+	}
 	snprintf(prefix, sizeof(prefix), "%s://", c->type);
 	plen = strlen(prefix);
 	if (c->route == ROUTE_ONLINE_ROOM) {
 		data = json_object();
 		for (size_t i = 0; i < c->ntargets; i++) {
-			char key[AUTH_ROOM_MAX + 8];
-			long long n = 0;
-
 			room_key(key, sizeof(key), c->type, c->targets[i]);
-			for (size_t j = 0; j + 1 < r->elements; j += 2) {
-				if (r->element[j]->type == REDIS_REPLY_STRING &&
-				    strcmp(r->element[j]->str, key) == 0)
-					n = r->element[j + 1]->integer;
-			}
-			json_object_set_new(data, c->targets[i],
-			                    json_integer(n));
+			json_object_set_new(
+			    data, c->targets[i],
+			    json_integer(online_count(tot, key)));
 		}
 	} else {
-		struct top *t = calloc(r->elements / 2 + 1, sizeof(*t));
+		struct top *t = calloc(tot->n + 1, sizeof(*t));
 		size_t n = 0;
 
 		if (t == NULL) {
 			ctx_reply(c, CODE_SERVER_ERROR, "out of memory", NULL);
 			return;
 		}
-		for (size_t j = 0; j + 1 < r->elements; j += 2) {
-			const redisReply *k = r->element[j];
-
-			if (k->type != REDIS_REPLY_STRING ||
-			    strncmp(k->str, prefix, plen) != 0)
+		for (size_t j = 0; j < tot->n; j++) {
+			if (strncmp(tot->rooms[j].room, prefix, plen) != 0)
 				continue;
-			t[n].room = k->str + plen;
-			t[n++].count = r->element[j + 1]->integer;
+			t[n].room = tot->rooms[j].room + plen;
+			t[n++].count = tot->rooms[j].count;
 		}
 		qsort(t, n, sizeof(*t), top_cmp);
 		data = json_array();
@@ -667,7 +660,7 @@ online_top(struct req_ctx *c)
 		return;
 	}
 	c->limit = (long)n;
-	if (session_online(c->a->l, on_online, c) == -1)
+	if (online_get(c->a->l->online, on_online, c) == -1)
 		ctx_reply(c, CODE_SERVER_ERROR, "redis unavailable", NULL);
 }
 
@@ -688,7 +681,7 @@ online_room(struct req_ctx *c)
 		ctx_reply(c, CODE_BAD_REQUEST, why, NULL);
 		return;
 	}
-	if (session_online(c->a->l, on_online, c) == -1)
+	if (online_get(c->a->l->online, on_online, c) == -1)
 		ctx_reply(c, CODE_SERVER_ERROR, "redis unavailable", NULL);
 }
 

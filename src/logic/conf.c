@@ -41,6 +41,7 @@ logic_conf_defaults(struct logic_conf *c)
 	c->heartbeat_timeout_ms = 90 * 1000;
 	c->session_ttl_ms = 1800 * 1000;
 	c->online_ttl_ms = 60 * 1000;
+	c->online_cache_ms = 1000;
 
 	c->jwt_leeway_ms = 30 * 1000;
 
@@ -210,6 +211,8 @@ handle(void *user, const char *section, const char *name, const char *v)
 		r = set_ms(&c->session_ttl_ms, v, 1000, st);
 	else if (IS("session", "online_ttl"))
 		r = set_ms(&c->online_ttl_ms, v, 1000, st);
+	else if (IS("session", "online_cache"))
+		r = set_ms(&c->online_cache_ms, v, 0, st);
 	else if (IS("auth", "jwt_secret"))
 		r = set_str(c->jwt_secret, sizeof(c->jwt_secret), v, st);
 	else if (IS("auth", "jwt_secret_file"))

@@ -9,6 +9,7 @@
  *               reconnect with backoff, a watchdog for a hung server, Lua
  *               scripts loaded on every connect
  *   session.c   the Redis key layout and every operation on it
+ *   online.c    the cluster-wide room counts, cached
  *   svc.c       the msgpack-rpc methods comets call
  *   api.c       the goim HTTP API, /metrics and /healthz
  *   webhook.c   upstream client messages (Receive) to the business server
@@ -63,7 +64,8 @@ struct logic_conf {
 	/* [session] */
 	long heartbeat_timeout_ms; /* returned by Connect */
 	long session_ttl_ms;
-	long online_ttl_ms; /* room counts and node entries */
+	long online_ttl_ms;   /* room counts and node entries */
+	long online_cache_ms; /* how long a cluster-wide sum is reused */
 
 	/* [auth] */
 	char jwt_secret[LOGIC_SECRET_MAX];
@@ -156,6 +158,7 @@ struct store;
 struct api;
 struct svc;
 struct webhook;
+struct online;
 
 /* The daemon: one event loop, one process. */
 struct logic {
@@ -165,6 +168,7 @@ struct logic {
 	struct api *api;
 	struct svc *svc;
 	struct webhook *webhook;
+	struct online *online;
 	struct logic_metrics metrics;
 	uint64_t publish_seq;
 };

@@ -26,6 +26,7 @@
 
 #include "logic/api.h"
 #include "logic/logic.h"
+#include "logic/online.h"
 #include "logic/session.h"
 #include "logic/store.h"
 #include "logic/svc.h"
@@ -293,6 +294,11 @@ main(int argc, char **argv)
 		log_error("redis: %s", err);
 		goto out;
 	}
+	l.online = online_new(&l);
+	if (l.online == NULL) {
+		log_error("out of memory");
+		goto out;
+	}
 	l.webhook = webhook_new(&l);
 	if (l.webhook == NULL)
 		goto out;
@@ -316,6 +322,7 @@ main(int argc, char **argv)
 out:
 	/* The store first: its callbacks answer requests the others own. */
 	store_free(l.store);
+	online_free(l.online);
 	svc_free(l.svc);
 	api_free(l.api);
 	webhook_free(l.webhook);

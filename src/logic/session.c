@@ -79,16 +79,18 @@ static struct store_script script_touch = {
  * Shared by the online scripts: KEYS[1] P:nodes, KEYS[2] P:nodes:seen,
  * ARGV[1] P:online:, ARGV[2] now (ms), ARGV[3] online_ttl (ms).
  */
-#define LUA_PRUNE_AND_SUM                                                 \
-	"local function prune()\n"                                        \
-	"  local cut = tonumber(ARGV[2]) - tonumber(ARGV[3])\n"           \
-	"  local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf',\n"   \
-	"                          '(' .. cut)\n"                         \
-	"  for _, s in ipairs(dead) do\n"                                 \
-	"    redis.call('HDEL', KEYS[1], s)\n"                            \
-	"    redis.call('ZREM', KEYS[2], s)\n"                            \
-	"  end\n"                                                         \
-	"end\n"                                                           \
+#define LUA_PRUNE                                                       \
+	"local function prune()\n"                                      \
+	"  local cut = tonumber(ARGV[2]) - tonumber(ARGV[3])\n"         \
+	"  local dead = redis.call('ZRANGEBYSCORE', KEYS[2], '-inf',\n" \
+	"                          '(' .. cut)\n"                       \
+	"  for _, s in ipairs(dead) do\n"                               \
+	"    redis.call('HDEL', KEYS[1], s)\n"                          \
+	"    redis.call('ZREM', KEYS[2], s)\n"                          \
+	"  end\n"                                                       \
+	"end\n"
+
+#define LUA_SUM                                                           \
 	"local function sum()\n"                                          \
 	"  local counts, order, out = {}, {}, {}\n"                       \
 	"  for _, s in ipairs(redis.call('ZRANGE', KEYS[2], 0, -1)) do\n" \
@@ -112,31 +114,30 @@ static struct store_script script_touch = {
  * ARGV P:online: now ttl_ms server info ttl_s, then room, count pairs.
  */
 static struct store_script script_renew = {
-    .src = LUA_PRUNE_AND_SUM
-    "redis.call('DEL', KEYS[3])\n"
-    "for i = 7, #ARGV, 2 do\n"
-    "  if tonumber(ARGV[i + 1]) > 0 then\n"
-    "    redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])\n"
-    "  end\n"
-    "end\n"
-    "redis.call('EXPIRE', KEYS[3], ARGV[6])\n"
-    "redis.call('HSET', KEYS[1], ARGV[4], ARGV[5])\n"
-    "redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])\n"
-    "prune()\n"
-    "return sum()\n"};
+    .src = LUA_PRUNE "redis.call('DEL', KEYS[3])\n"
+                     "for i = 7, #ARGV, 2 do\n"
+                     "  if tonumber(ARGV[i + 1]) > 0 then\n"
+                     "    redis.call('HSET', KEYS[3], ARGV[i], ARGV[i + 1])\n"
+                     "  end\n"
+                     "end\n"
+                     "redis.call('EXPIRE', KEYS[3], ARGV[6])\n"
+                     "redis.call('HSET', KEYS[1], ARGV[4], ARGV[5])\n"
+                     "redis.call('ZADD', KEYS[2], ARGV[2], ARGV[4])\n"
+                     "prune()\n"
+                     "return 1\n"};
 
 /* KEYS[1] P:nodes  KEYS[2] P:nodes:seen  ARGV P:online: now ttl_ms */
-static struct store_script script_online = {.src = LUA_PRUNE_AND_SUM
+static struct store_script script_online = {.src = LUA_PRUNE LUA_SUM
                                             "prune()\n"
                                             "return sum()\n"};
 
 /* Same keys and args: the live nodes as server, info pairs. */
 static struct store_script script_nodes = {
-    .src = LUA_PRUNE_AND_SUM "prune()\n"
-                             "local out = {}\n"
-                             "local h = redis.call('HGETALL', KEYS[1])\n"
-                             "for i = 1, #h do out[#out + 1] = h[i] end\n"
-                             "return out\n"};
+    .src = LUA_PRUNE "prune()\n"
+                     "local out = {}\n"
+                     "local h = redis.call('HGETALL', KEYS[1])\n"
+                     "for i = 1, #h do out[#out + 1] = h[i] end\n"
+                     "return out\n"};
 
 /*
  * KEYS: P:mid:<mid>...  ARGV[1] P:key:

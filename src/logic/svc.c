@@ -10,6 +10,7 @@
 #include "common/envelope.h"
 #include "logic/api.h"
 #include "logic/auth.h"
+#include "logic/online.h"
 #include "logic/session.h"
 #include "logic/svc.h"
 #include "logic/webhook.h"
@@ -252,34 +253,39 @@ do_mapping(struct svc *s, struct rpc_call *call, enum svc_method m,
 /* ---- RenewOnline ------------------------------------------------------- */
 
 static void
-on_renewed(const redisReply *r, void *arg)
+on_totals(const struct online_totals *t, void *arg)
 {
 	struct call_ctx *c = arg;
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
-	size_t n = 0;
 
-	if (redis_reply_ok(c, r, REDIS_REPLY_ARRAY) == -1)
+	if (t == NULL) {
+		reply_error(c->s, c->call, c->method, "redis unavailable");
+		free(c);
 		return;
-	for (size_t i = 0; i + 1 < r->elements; i += 2)
-		n += r->element[i]->type == REDIS_REPLY_STRING;
+	}
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, 1);
 	rpc_pack_str(&pk, "all_room_count");
-	msgpack_pack_map(&pk, n);
-	for (size_t i = 0; i + 1 < r->elements; i += 2) {
-		const redisReply *k = r->element[i], *v = r->element[i + 1];
-
-		if (k->type != REDIS_REPLY_STRING)
-			continue;
-		msgpack_pack_str(&pk, k->len);
-		msgpack_pack_str_body(&pk, k->str, k->len);
-		msgpack_pack_int64(
-		    &pk, v->type == REDIS_REPLY_INTEGER ? v->integer : 0);
+	msgpack_pack_map(&pk, t->n);
+	for (size_t i = 0; i < t->n; i++) {
+		rpc_pack_str(&pk, t->rooms[i].room);
+		msgpack_pack_int64(&pk, t->rooms[i].count);
 	}
 	reply_sbuf(c->call, &sb);
 	free(c);
+}
+
+static void
+on_renewed(const redisReply *r, void *arg)
+{
+	struct call_ctx *c = arg;
+
+	if (redis_reply_ok(c, r, REDIS_REPLY_INTEGER) == -1)
+		return;
+	if (online_get(c->s->l->online, on_totals, c) == -1)
+		ctx_unsent(c);
 }
 
 /* The node's entry for the nodes API, as JSON. NULL on bad params. */

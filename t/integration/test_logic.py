@@ -528,6 +528,34 @@ class LogicLifecycleTest(unittest.TestCase):
         finally:
             other.stop()
 
+    def test_online_cache(self):
+        d = start_logic(self.redis, session={"online_cache": "10s"})
+        rpc = RpcClient(d.rpc_port)
+        err, res = rpc.call("RenewOnline", {"server": "c1", "room_count": {"live://a": 1}})
+        self.assertEqual(res["all_room_count"], {"live://a": 1})
+        # Within the period the sum is reused, though Redis has the update.
+        err, res = rpc.call("RenewOnline", {"server": "c1", "room_count": {"live://a": 5}})
+        self.assertEqual(res["all_room_count"], {"live://a": 1})
+        self.assertEqual(self.redis.client().command("HGET", PREFIX + ":online:c1", "live://a"), b"5")
+        st, j = http_json("GET", d.url + "/goim/online/room?type=live&rooms=a")
+        self.assertEqual(j["data"], {"a": 1})
+        # Many concurrent requests while a fetch is in flight share it.
+        d2 = start_logic(self.redis, session={"online_cache": "10s"})
+        rpc2 = RpcClient(d2.rpc_port)
+        ids = [rpc2.request("RenewOnline", {"server": "c%d" % i, "room_count": {"live://a": 1}})
+               for i in range(2, 12)]
+        got = {}
+        for _ in ids:
+            m = rpc2.recv()
+            self.assertIsNone(m[2])
+            got[m[1]] = m[3]["all_room_count"]["live://a"]
+        self.assertEqual(sorted(got), sorted(ids))
+        self.assertTrue(all(v == got[ids[0]] for v in got.values()), got)
+        rpc.close()
+        rpc2.close()
+        self.assertEqual(d.stop(), 0)
+        self.assertEqual(d2.stop(), 0)
+
     def test_redis_hung_is_detected(self):
         d = start_logic(self.redis)
         os.kill(self.redis.proc.pid, signal.SIGSTOP)

@@ -434,7 +434,7 @@ def logic_conf(redis_port, rpc_port, http_port, prefix="imgate", **over):
         "redis": {"address": "127.0.0.1:%d" % redis_port, "prefix": prefix,
                   "timeout": "1s", "backoff_min": "50ms", "backoff_max": "300ms"},
         "session": {"heartbeat_timeout": "2s", "session_ttl": "5s",
-                    "online_ttl": "2s"},
+                    "online_ttl": "2s", "online_cache": "0"},
     }
     for section, values in over.items():
         conf.setdefault(section, {}).update(values)
