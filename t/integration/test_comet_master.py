@@ -7,6 +7,7 @@ and a unique shm name, and cleans up by pid. Run from the build directory
 each test's directory (config, log) and prints where it is.
 """
 import http.client
+import json
 import os
 import shutil
 import signal
@@ -28,6 +29,7 @@ import harness  # noqa: E402
 from harness import free_port, wait_for  # noqa: E402
 
 BIN = None  # set in main: harness.find_binary("imgate-comet")
+SHM_BIN = None
 
 
 def children(pid):
@@ -208,6 +210,15 @@ class FakeLogicHandler(socketserver.BaseRequestHandler):
                 self.request.sendall(msgpack.packb([1, msgid, None, result]))
 
 
+def imgate_shm(comet, view):
+    """imgate-shm's JSON view of the comet's segment."""
+    r = subprocess.run([SHM_BIN, "-c", comet.conf_path, view, "--json"],
+                       capture_output=True, text=True, timeout=10)
+    if r.returncode != 0:
+        raise AssertionError("imgate-shm %s: %s" % (view, r.stderr))
+    return json.loads(r.stdout)
+
+
 def goim_frame(op, body=b"", seq=1):
     return struct.pack(">ihhii", 16 + len(body), 16, 1, op, seq) + body
 
@@ -325,11 +336,21 @@ class CometMasterTest(unittest.TestCase):
                  what="3 channels in shm")
         self.assertEqual(c.metric("imgate_comet_rooms"), 1)
         victim = c.workers()[0]
+        chans = imgate_shm(c, "channels")
+        self.assertEqual(chans["count"], 3)
+        self.assertEqual({ch["worker"] for ch in chans["channels"]}, {0})
         os.kill(victim, signal.SIGKILL)
         c.wait_log("worker 0: reclaimed 3 channels")
         self.assertEqual(c.metric("imgate_comet_channels"), 0)
         self.assertEqual(c.metric("imgate_comet_rooms"), 0)
         self.assertEqual(c.metric("imgate_comet_conn_current"), 0)
+        self.assertEqual(imgate_shm(c, "channels")["count"], 0)
+        self.assertEqual(imgate_shm(c, "rooms")["count"], 0)
+        wait_for(lambda: c.workers() and c.workers()[0] != victim,
+                 what="respawned worker")
+        w0 = wait_for(lambda: (lambda w: w if w["state"] == "running" else None)(
+            imgate_shm(c, "workers")["workers"][0]), what="slot 0 running")
+        self.assertEqual(w0["pid"], c.workers()[0])
         for s in clients:
             s.settimeout(3)
             try:
@@ -416,6 +437,34 @@ class CometMasterTest(unittest.TestCase):
         self.assertEqual(c.workers(), [first[0]])
         wait_for(lambda: c.http("/healthz")[0] == 200, what="1/1 healthy")
         self.assertEqual(c.metric("imgate_comet_reloads_total"), 2)
+        self.assertEqual(c.metric("imgate_comet_worker_respawns_total"), 0)
+
+    def test_reload_keeps_established_clients(self):
+        logic = FakeLogic()
+        self.addCleanup(logic.stop)
+        c = self.comet(workers=2, logic__addr="127.0.0.1:%d" % logic.port,
+                       redis__addr="127.0.0.1:%d" % free_port()).start()
+        clients = []
+        for _ in range(4):
+            s = socket.create_connection(("127.0.0.1", c.tcp), timeout=3)
+            self.addCleanup(s.close)
+            s.sendall(goim_frame(7, b'{"mid":7}'))
+            self.assertEqual(read_frame(s)[0], 8)
+            clients.append(s)
+        ws = free_port()
+        c.settings["server"]["workers"] = "3"
+        c.settings["server"]["log_level"] = "debug"
+        c.settings["listen"]["ws"] = "127.0.0.1:%d" % ws
+        c.settings["protocol"] = {"heartbeat_timeout": "5m"}
+        c.write_conf()
+        c.signal(signal.SIGHUP)
+        c.wait_log("reload applied: generation 1")
+        wait_for(lambda: len(c.workers()) == 3, what="3 workers")
+        for i, s in enumerate(clients):
+            s.sendall(goim_frame(2, seq=100 + i))
+            op, _ = read_frame(s)
+            self.assertEqual(op, 3)
+        self.assertEqual(c.metric("imgate_comet_channels"), 4)
         self.assertEqual(c.metric("imgate_comet_worker_respawns_total"), 0)
 
     def test_reload_adds_and_removes_listener(self):
@@ -605,5 +654,6 @@ class CometMasterTest(unittest.TestCase):
 
 if __name__ == "__main__":
     BIN = harness.find_binary("imgate-comet")
+    SHM_BIN = harness.find_binary("imgate-shm")
     harness.hard_timeout(240)
     unittest.main(verbosity=2)
