@@ -581,8 +581,10 @@ class CometMasterTest(unittest.TestCase):
             self.assertEqual(read_frame(s)[0], 6)
             with self.assertRaises(EOFError):
                 read_frame(s)
+            s.close()
         self.assertEqual(c.proc.wait(timeout=5), 0)
         self.assertLess(time.monotonic() - t0, 3.0)
+        self.assertNotIn("SIGKILL", c.log())
         self.assertFalse(os.path.exists("/dev/shm" + c.shm_name))
 
     @unittest.skipUnless(os.geteuid() == 0, "needs root")
