@@ -67,6 +67,18 @@ metrics(struct master *m, struct evbuffer *b)
 	metric(b, "imgate_comet_max_connections", "gauge",
 	       "Configured node connection limit (0 = capacity).",
 	       (uint64_t)m->conf->max_connections);
+	evbuffer_add_printf(b, "# HELP imgate_comet_worker_running 1 when the "
+	                       "worker runs and accepts.\n"
+	                       "# TYPE imgate_comet_worker_running gauge\n");
+	for (i = 0; i < (uint32_t)m->nworkers; i++) {
+		const struct shm_worker *s = shm_worker_slot_ro(m->shm, i);
+
+		evbuffer_add_printf(
+		    b, "imgate_comet_worker_running{worker=\"%u\"} %d\n", i,
+		    m->w[i].pid != 0 &&
+		        __atomic_load_n(&s->state, __ATOMIC_ACQUIRE) ==
+		            SHM_WORKER_RUNNING);
+	}
 	shm_seg_usage(m->shm, &channels, &rooms);
 	metric(b, "imgate_comet_channels", "gauge",
 	       "Channels registered in shm.", channels);

@@ -272,6 +272,7 @@ class CometMasterTest(unittest.TestCase):
         self.assertIn("3/3", body)
         self.assertEqual(c.metric("imgate_comet_workers"), 3)
         self.assertEqual(c.metric("imgate_comet_workers_alive"), 3)
+        self.assertEqual(c.metric('imgate_comet_worker_running{worker="2"}'), 1)
         per = c.metric("imgate_comet_worker_connection_limit")
         self.assertGreater(per, 0)
         self.assertEqual(c.metric("imgate_comet_capacity_connections"), 3 * per)
@@ -504,6 +505,20 @@ class CometMasterTest(unittest.TestCase):
         c.wait_log("reload applied")
         self.assertIn("[shm] settings changed: they need a restart", c.log())
         self.assertEqual(c.http("/healthz")[0], 200)
+        self.assertEqual(imgate_shm(c, "summary")["segment"]["geometry"]
+                         ["buckets"], 16)
+
+    def test_reload_moves_admin(self):
+        c = self.comet(workers=1).start()
+        old, new = c.admin, free_port()
+        c.settings["listen"]["admin"] = "127.0.0.1:%d" % new
+        c.write_conf()
+        c.signal(signal.SIGHUP)
+        c.wait_log("reload applied")
+        c.admin = new
+        self.assertEqual(c.http("/healthz")[0], 200)
+        c.admin = old
+        wait_for(lambda: c.http("/healthz")[0] is None, what="old port closed")
 
     def test_reuseport(self):
         c = self.comet(workers=2, server__reuseport="yes").start()
