@@ -213,6 +213,24 @@ START_TEST(decode_validation)
 	ck_assert_int_eq(e.type, ENVELOPE_BROADCAST);
 	msgpack_sbuffer_destroy(&m.sb);
 
+	/* A BROADCAST carrying PUSH and ROOM fields: they are ignored. */
+	mb_init(&m, 6);
+	mb_int(&m, "type", 2);
+	mb_int(&m, "operation", 9);
+	mb_str(&m, "server", "s");
+	mb_str(&m, "room", "r");
+	mb_key(&m, "keys");
+	msgpack_pack_array(&m.pk, 1);
+	msgpack_pack_str(&m.pk, 1);
+	msgpack_pack_str_body(&m.pk, "k", 1);
+	mb_msg(&m);
+	ck_assert_int_eq(decode(&m.sb, &e, err), 0);
+	ck_assert_ptr_null(e.server);
+	ck_assert_ptr_null(e.room);
+	ck_assert_ptr_null(e.keys);
+	ck_assert_uint_eq(e.nkeys, 0);
+	msgpack_sbuffer_destroy(&m.sb);
+
 	mb_init(&m, 2);
 	mb_int(&m, "operation", 9);
 	mb_msg(&m);

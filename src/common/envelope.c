@@ -348,6 +348,17 @@ envelope_decode(const void *buf, size_t len, msgpack_unpacked *scratch,
 		snprintf(err, errlen, "envelope without msg");
 		return -1;
 	}
+	/* Fields of another type were type-checked, then are ignored. */
+	if (e->type != ENVELOPE_PUSH) {
+		e->server = NULL;
+		e->server_len = 0;
+		e->keys = NULL;
+		e->nkeys = 0;
+	}
+	if (e->type != ENVELOPE_ROOM) {
+		e->room = NULL;
+		e->room_len = 0;
+	}
 	return validate(e, err, errlen);
 }
 

@@ -19,7 +19,9 @@
  *   "msg"        bin    the message body (str accepted too)
  *   "id"         uint   unique per publish, for tracing; optional
  *   "ts"         uint   ms since the epoch at publish; optional
- * Unknown fields are ignored; a known field of the wrong type is an error.
+ * Unknown fields are ignored; a known field of the wrong type is an error;
+ * fields of another type (keys in a ROOM envelope) are checked, then
+ * ignored.
  *
  * This is a library: it never logs.
  */
