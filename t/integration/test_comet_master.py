@@ -178,8 +178,9 @@ class FakeLogic(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self):
+    def __init__(self, fixed_key=None):
         self.keys = 0
+        self.fixed_key = fixed_key
         super().__init__(("127.0.0.1", 0), FakeLogicHandler)
         self.port = self.server_address[1]
         threading.Thread(target=self.serve_forever, daemon=True).start()
@@ -204,7 +205,8 @@ class FakeLogicHandler(socketserver.BaseRequestHandler):
                 result = {}
                 if method == "Connect":
                     self.server.keys += 1
-                    result = {"mid": 7, "key": "key-%d" % self.server.keys,
+                    key = self.server.fixed_key or "key-%d" % self.server.keys
+                    result = {"mid": 7, "key": key,
                               "room_id": "live://1", "accepts": [1000],
                               "heartbeat": 240}
                 self.request.sendall(msgpack.packb([1, msgid, None, result]))
@@ -359,6 +361,37 @@ class CometMasterTest(unittest.TestCase):
             except ConnectionResetError:
                 pass
         wait_for(lambda: c.http("/healthz")[0] == 200, what="respawned")
+
+    def test_kick_wakes_the_other_worker(self):
+        # Every client gets the same key: each one replaces the one before,
+        # which its worker must close at once (eventfd wake-up), not at its
+        # next once-a-second housekeeping.
+        logic = FakeLogic(fixed_key="same-key")
+        self.addCleanup(logic.stop)
+        c = self.comet(workers=2, server__reuseport="yes",
+                       logic__addr="127.0.0.1:%d" % logic.port,
+                       redis__addr="127.0.0.1:%d" % free_port()).start()
+        prev, prev_worker, cross = None, None, 0
+        for i in range(16):
+            s = socket.create_connection(("127.0.0.1", c.tcp), timeout=3)
+            self.addCleanup(s.close)
+            s.sendall(goim_frame(7, b'{"mid":7}'))
+            self.assertEqual(read_frame(s)[0], 8)
+            t0 = time.monotonic()
+            if prev is not None:
+                op, body = read_frame(prev)
+                self.assertEqual(op, 6)
+                self.assertIn(b"kicked", body)
+                took = time.monotonic() - t0
+                prev.close()
+            chans = imgate_shm(c, "channels")["channels"]
+            self.assertEqual(len(chans), 1)
+            worker = chans[0]["worker"]
+            if prev_worker is not None and worker != prev_worker:
+                cross += 1
+                self.assertLess(took, 0.5, "kick %d took %.2fs" % (i, took))
+            prev, prev_worker = s, worker
+        self.assertGreater(cross, 0, "every client landed on one worker")
 
     def test_crash_loop_backs_off(self):
         c = self.comet(workers=1).start()
