@@ -87,7 +87,7 @@ class Comet:
             self.conf["listen"]["tls_cert"], self.conf["listen"]["tls_key"] = wss
         for key, value in over.items():
             section, name = key.split("__")
-            self.conf[section][name] = value
+            self.conf.setdefault(section, {})[name] = value
         ports = [self.tcp, self.ws, self.admin] + ([self.wss] if wss else [])
         self.d = H.Daemon(comet_bin(), self.conf, args=("-f",), ports=ports,
                           name="comet")
@@ -139,7 +139,7 @@ class SessionTest(unittest.TestCase):
     def setUpClass(cls):
         cls.redis = H.Redis()
         cls.logic = Logic(cls.redis)
-        cls.comet = Comet(cls.redis, cls.logic, "node-a")
+        cls.comet = Comet(cls.redis, cls.logic, "node-a", trace__mids="23, 99")
 
     @classmethod
     def tearDownClass(cls):
@@ -176,12 +176,10 @@ class SessionTest(unittest.TestCase):
         a = self.connect("tcp", token(11, "live://hb"))
         b = self.connect("ws", token(12, "live://hb"))
         self.assertGreaterEqual(a.heartbeat(), 2)
-        # After a RenewOnline round the count is logic's cluster count.
-        time.sleep(1.5)
-        self.assertEqual(b.heartbeat(), 2)
+        # After a RenewOnline round (1 s) the count is logic's cluster count.
+        H.wait_for(lambda: b.heartbeat() == 2, 5, "cluster count 2")
         b.close()
-        time.sleep(1.5)
-        self.assertEqual(a.heartbeat(), 1)
+        H.wait_for(lambda: a.heartbeat() == 1, 5, "cluster count 1")
 
     def test_handshake_timeout(self):
         for kind in ("tcp", "ws"):
@@ -200,6 +198,9 @@ class SessionTest(unittest.TestCase):
         self.logic.push("keys", 1000, "to-key", keys="key-23")
         f = k.expect(1000)
         self.assertEqual((f.body, f.ver, f.seq), (b"to-key", 1, 0))
+        # mid 23 is traced: its steps are in the log.
+        H.wait_for(lambda: "trace mid=23 key=key-23" in self.comet.log()
+                   and "key push op 1000" in self.comet.log(), 3, "trace lines")
         # by mid: both connections of mid 22
         self.logic.push("mids", 1000, "to-mid", mids=22)
         self.assertEqual(b1.expect(1000).body, b"to-mid")
@@ -236,6 +237,13 @@ class SessionTest(unittest.TestCase):
         f = c.recv(2)
         self.assertEqual(f.body, b"new")
         self.assertIsNone(c.recv(0.3))
+        # Leaving and rejoining at once (UNSUBSCRIBE then SUBSCRIBE in
+        # flight): the room's pushes still arrive.
+        c.request(OP_CHANGE_ROOM, OP_CHANGE_ROOM_REPLY, "live://r3")
+        c.request(OP_CHANGE_ROOM, OP_CHANGE_ROOM_REPLY, "live://r2")
+        time.sleep(0.2)
+        self.logic.push("room", 1000, "back", type="live", room="r2")
+        self.assertEqual(c.expect(1000).body, b"back")
         c.request(OP_CHANGE_ROOM, OP_CHANGE_ROOM_REPLY, "")
         time.sleep(0.1)
         self.logic.push("room", 1000, "gone", type="live", room="r2")
