@@ -592,6 +592,7 @@ class CometMasterTest(unittest.TestCase):
         c.signal(signal.SIGHUP)
         wait_for(lambda: "config generation 1 applied" in read(logfile),
                  what="worker writing to the new file")
+        self.assertIn("reload applied", read(logfile))  # the master too
 
     def test_sigterm_drains_and_cleans_up(self):
         c = self.comet(workers=3).start()
@@ -650,6 +651,25 @@ class CometMasterTest(unittest.TestCase):
         self.assertEqual(os.stat("/dev/shm" + c.shm_name).st_uid,
                          nobody.pw_uid)
         connect_accepted(c.tcp, c)
+
+    def test_sigterm_kills_stragglers(self):
+        c = self.comet(workers=2).start()
+        kids = wait_for(lambda: c.workers() if len(c.workers()) == 2 else None,
+                        what="2 workers")
+        os.kill(kids[0], signal.SIGSTOP)  # cannot drain
+        t0 = time.monotonic()
+        c.signal(signal.SIGTERM)
+        self.assertEqual(c.proc.wait(timeout=6), 0)
+        took = time.monotonic() - t0
+        self.assertGreater(took, 1.9)
+        self.assertLess(took, 3.0)
+        self.assertRegex(c.log(), r"worker \d \(pid %d\) did not drain "
+                         r"within 2000 ms: SIGKILL" % kids[0])
+        self.assertRegex(c.log(), r"worker \d \(pid %d\) exited with status 0"
+                         % kids[1])
+        self.assertFalse(alive(kids[0]))
+        self.assertFalse(os.path.exists("/dev/shm" + c.shm_name))
+        self.assertFalse(os.path.exists(c.pid_path))
 
     def test_master_death_stops_workers(self):
         c = self.comet(workers=2).start()
