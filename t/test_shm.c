@@ -1449,6 +1449,8 @@ shm_suite(void)
 	TCase *crash = tcase_create("crash");
 	TCase *stress = tcase_create("stress");
 
+	/* Generous: sanitizer builds on a shared, busy machine. */
+	tcase_set_timeout(tc, 60);
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_add_test(tc, test_put_get_replace);
 	tcase_add_test(tc, test_del_compare);
@@ -1473,7 +1475,7 @@ shm_suite(void)
 	tcase_add_test(crash, test_crash_mid_shift);
 	tcase_add_test(crash, test_crash_random_kill);
 	tcase_add_test(crash, test_reclaim_repairs);
-	tcase_set_timeout(crash, 30);
+	tcase_set_timeout(crash, 60);
 	suite_add_tcase(s, crash);
 
 	tcase_add_checked_fixture(stress, setup, teardown);
