@@ -43,12 +43,15 @@ pid_file_lock(const char *path)
 
 	/* The default lives in a directory of its own (/run/imgate). */
 	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (slash != NULL && slash != dir) {
+	for (slash = strchr(dir + 1, '/'); slash != NULL;
+	     slash = strchr(slash + 1, '/')) {
 		*slash = '\0';
-		if (mkdir(dir, 0755) == -1 && errno != EEXIST)
+		if (mkdir(dir, 0755) == -1 && errno != EEXIST) {
 			fprintf(stderr, "imgate-comet: mkdir %s: %s\n", dir,
 			        strerror(errno));
+			break;
+		}
+		*slash = '/';
 	}
 	fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
 	if (fd == -1) {
