@@ -153,6 +153,48 @@ fmt_accepts(const struct shm_channel *c, char *buf, size_t len)
 		snprintf(buf, len, "-");
 }
 
+/*
+ * Keys and rooms come from clients: never send their control bytes to a
+ * terminal. One byte out per byte in, so a buffer of the field's size does.
+ */
+static const char *
+tsafe(const char *s, char *buf, size_t len)
+{
+	size_t i;
+
+	for (i = 0; s[i] != '\0' && i + 1 < len; i++)
+		buf[i] =
+		    (unsigned char)s[i] < 0x20 || s[i] == 0x7f ? '?' : s[i];
+	buf[i] = '\0';
+	return buf;
+}
+
+/*
+ * jansson takes UTF-8 only, and a key is whatever bytes the client chose:
+ * show a byte that is not valid UTF-8 as the text \xHH instead.
+ */
+static json_t *
+jstr(const char *s)
+{
+	char buf[SHM_ROOM_MAX * 4 + SHM_KEY_MAX * 4 + 1];
+	json_t *j = json_string(s);
+	size_t o = 0;
+
+	if (j != NULL)
+		return j;
+	for (; *s != '\0' && o + 5 < sizeof(buf); s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c < 0x80)
+			buf[o++] = (char)c;
+		else
+			o += (size_t)snprintf(buf + o, sizeof(buf) - o,
+			                      "\\x%02x", c);
+	}
+	buf[o] = '\0';
+	return json_string(buf);
+}
+
 static int
 width(int cur, const char *s)
 {
@@ -382,15 +424,16 @@ channel_json(const struct shm_channel *c)
 
 	for (int i = 0; i < c->naccepts && i < SHM_ACCEPTS_MAX; i++)
 		json_array_append_new(acc, json_integer(c->accepts[i]));
-	return json_pack(
-	    "{s:s, s:I, s:s, s:i, s:I, s:s, s:I, s:s, s:I, s:s, "
-	    "s:o}",
-	    "key", c->key, "mid", (json_int_t)c->mid, "room", c->room, "worker",
-	    (int)c->worker, "conn_id", (json_int_t)c->conn_id, "remote",
-	    c->remote, "connected_ms", (json_int_t)c->connected_ms, "connected",
-	    fmt_time(c->connected_ms, buf1, 32), "heartbeat_ms",
-	    (json_int_t)c->heartbeat_ms, "heartbeat",
-	    fmt_time(c->heartbeat_ms, buf2, 32), "accepts", acc);
+	return json_pack("{s:o, s:I, s:o, s:i, s:I, s:o, s:I, s:s, s:I, s:s, "
+	                 "s:o}",
+	                 "key", jstr(c->key), "mid", (json_int_t)c->mid, "room",
+	                 jstr(c->room), "worker", (int)c->worker, "conn_id",
+	                 (json_int_t)c->conn_id, "remote", jstr(c->remote),
+	                 "connected_ms", (json_int_t)c->connected_ms,
+	                 "connected", fmt_time(c->connected_ms, buf1, 32),
+	                 "heartbeat_ms", (json_int_t)c->heartbeat_ms,
+	                 "heartbeat", fmt_time(c->heartbeat_ms, buf2, 32),
+	                 "accepts", acc);
 }
 
 static int
@@ -398,17 +441,21 @@ chan_row(const struct shm_channel *c, void *arg)
 {
 	struct chan_walk *cw = arg;
 	char mid[24], acc[SHM_ACCEPTS_MAX * 12 + 1], t1[32], t2[32];
+	char key[SHM_KEY_MAX], room[SHM_ROOM_MAX], remote[SHM_REMOTE_MAX];
 
 	if (cw->room != NULL && strcmp(c->room, cw->room) != 0)
 		return 0;
 	cw->count++;
 	snprintf(mid, sizeof(mid), "%" PRId64, c->mid);
 	fmt_accepts(c, acc, sizeof(acc));
+	tsafe(c->key, key, sizeof(key));
+	tsafe(c->room[0] ? c->room : "-", room, sizeof(room));
+	tsafe(c->remote, remote, sizeof(remote));
 	if (cw->measure) {
-		cw->w_key = width(cw->w_key, c->key);
+		cw->w_key = width(cw->w_key, key);
 		cw->w_mid = width(cw->w_mid, mid);
-		cw->w_room = width(cw->w_room, c->room);
-		cw->w_remote = width(cw->w_remote, c->remote);
+		cw->w_room = width(cw->w_room, room);
+		cw->w_remote = width(cw->w_remote, remote);
 		cw->w_accepts = width(cw->w_accepts, acc);
 		return 0;
 	}
@@ -421,10 +468,9 @@ chan_row(const struct shm_channel *c, void *arg)
 		cw->first = 0;
 		return 0;
 	}
-	printf("%-*s %*s %-*s %6u %10u %-*s %-20s %-20s %s\n", cw->w_key,
-	       c->key, cw->w_mid, mid, cw->w_room, c->room[0] ? c->room : "-",
-	       c->worker, c->conn_id, cw->w_remote, c->remote,
-	       fmt_time(c->connected_ms, t1, sizeof(t1)),
+	printf("%-*s %*s %-*s %6u %10u %-*s %-20s %-20s %s\n", cw->w_key, key,
+	       cw->w_mid, mid, cw->w_room, room, c->worker, c->conn_id,
+	       cw->w_remote, remote, fmt_time(c->connected_ms, t1, sizeof(t1)),
 	       fmt_time(c->heartbeat_ms, t2, sizeof(t2)), acc);
 	return 0;
 }
@@ -502,7 +548,7 @@ static int
 view_key(const struct shm_seg *seg, const char *key, int json)
 {
 	struct shm_channel c;
-	char buf[32], acc[SHM_ACCEPTS_MAX * 12 + 1];
+	char buf[32], acc[SHM_ACCEPTS_MAX * 12 + 1], str[SHM_ROOM_MAX];
 	int r = shm_channel_get(seg, key, &c);
 
 	if (r == -1) {
@@ -527,12 +573,13 @@ view_key(const struct shm_seg *seg, const char *key, int json)
 		return 0;
 	}
 	fmt_accepts(&c, acc, sizeof(acc));
-	printf("key        %s\n", c.key);
+	printf("key        %s\n", tsafe(c.key, str, sizeof(str)));
 	printf("mid        %" PRId64 "\n", c.mid);
-	printf("room       %s\n", c.room[0] ? c.room : "-");
+	printf("room       %s\n",
+	       tsafe(c.room[0] ? c.room : "-", str, sizeof(str)));
 	printf("worker     %u\n", c.worker);
 	printf("conn id    %u\n", c.conn_id);
-	printf("remote     %s\n", c.remote);
+	printf("remote     %s\n", tsafe(c.remote, str, sizeof(str)));
 	printf("connected  %s\n", fmt_time(c.connected_ms, buf, sizeof(buf)));
 	printf("heartbeat  %s\n", fmt_time(c.heartbeat_ms, buf, sizeof(buf)));
 	printf("accepts    %s\n", acc);
@@ -564,8 +611,8 @@ room_json(const struct shm_room *r)
 		snprintf(id, sizeof(id), "%u", w);
 		json_object_set_new(per, id, json_integer(r->workers[w]));
 	}
-	return json_pack("{s:s, s:I, s:I, s:o}", "name", r->name, "online",
-	                 (json_int_t)r->online, "cluster_online",
+	return json_pack("{s:o, s:I, s:I, s:o}", "name", jstr(r->name),
+	                 "online", (json_int_t)r->online, "cluster_online",
 	                 (json_int_t)r->cluster_online, "workers", per);
 }
 
@@ -594,7 +641,7 @@ static int
 room_row(const struct shm_room *r, void *arg)
 {
 	struct room_walk *rw = arg;
-	char per[512];
+	char per[512], name[SHM_ROOM_MAX];
 
 	if (rw->only != NULL) {
 		if (strcmp(r->name, rw->only) != 0)
@@ -604,8 +651,9 @@ room_row(const struct shm_room *r, void *arg)
 		return 1;
 	}
 	rw->count++;
+	tsafe(r->name, name, sizeof(name));
 	if (rw->measure) {
-		rw->w_name = width(rw->w_name, r->name);
+		rw->w_name = width(rw->w_name, name);
 		return 0;
 	}
 	if (rw->json) {
@@ -618,7 +666,7 @@ room_row(const struct shm_room *r, void *arg)
 		return 0;
 	}
 	fmt_per_worker(r, per, sizeof(per));
-	printf("%-*s %8u %8u  %s\n", rw->w_name, r->name, r->online,
+	printf("%-*s %8u %8u  %s\n", rw->w_name, name, r->online,
 	       r->cluster_online, per);
 	return 0;
 }
@@ -675,10 +723,11 @@ view_room(const struct shm_seg *seg, const char *room, int json)
 		printf(",\n  \"count\": %zu\n}\n", n);
 	} else {
 		json_t *per = json_object_get(rw.found, "workers");
+		char name[SHM_ROOM_MAX];
 		const char *id;
 		json_t *v;
 
-		printf("room       %s\n", room);
+		printf("room       %s\n", tsafe(room, name, sizeof(name)));
 		printf("online     %u (this node)\n", rw.found_online);
 		printf("cluster    %" JSON_INTEGER_FORMAT "\n",
 		       json_integer_value(

@@ -491,6 +491,62 @@ START_TEST(test_config_file)
 }
 END_TEST
 
+/* Keys and rooms are client bytes: any of them, and still valid output. */
+START_TEST(test_hostile_strings)
+{
+	struct shm_channel c;
+	struct run r;
+	json_t *j, *cs;
+	int found = 0;
+
+	chan_make(&c, 0);
+	snprintf(c.key, sizeof(c.key), "evil-\xff\x1b[2J");
+	snprintf(c.room, sizeof(c.room), "r\xc3\x28\x07");
+	ck_assert_int_eq(shm_channel_put(seg, &c, NULL), 0);
+	ck_assert_int_eq(shm_room_add(seg, c.room, 0, 1), 0);
+
+	r = run_tool("-n", name, "channels", NULL);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_ptr_null(strchr(r.out, '\x1b'));
+	ck_assert_ptr_null(strchr(r.out, '\x07'));
+	ck_assert_ptr_nonnull(strstr(r.out, "evil-\xff?[2J"));
+	run_free(&r);
+
+	r = run_tool("-n", name, "rooms", NULL);
+	ck_assert_int_eq(r.status, 0);
+	ck_assert_ptr_null(strchr(r.out, '\x07'));
+	run_free(&r);
+
+	r = run_tool("-n", name, "channels", "--json", NULL);
+	ck_assert_int_eq(r.status, 0);
+	python_json_ok(r.out);
+	j = parse_json(r.out);
+	cs = json_object_get(j, "channels");
+	ck_assert_int_eq(json_array_size(cs), NCHANNELS + 1);
+	for (size_t i = 0; i < json_array_size(cs); i++) {
+		json_t *o = json_array_get(cs, i);
+		const char *k = json_string_value(json_object_get(o, "key"));
+
+		if (strcmp(k, "evil-\\xff\x1b[2J") != 0)
+			continue;
+		found = 1;
+		ck_assert_str_eq(json_string_value(json_object_get(o, "room")),
+		                 "r\\xc3(\x07");
+	}
+	ck_assert(found);
+	json_decref(j);
+	run_free(&r);
+
+	r = run_tool("-n", name, "rooms", "--json", NULL);
+	ck_assert_int_eq(r.status, 0);
+	python_json_ok(r.out);
+	j = parse_json(r.out);
+	ck_assert_int_eq(json_array_size(json_object_get(j, "rooms")), 3);
+	json_decref(j);
+	run_free(&r);
+}
+END_TEST
+
 START_TEST(test_missing_and_bad)
 {
 	char other[80];
@@ -676,6 +732,7 @@ main(void)
 	tcase_add_test(tc, test_rooms);
 	tcase_add_test(tc, test_key_and_room);
 	tcase_add_test(tc, test_config_file);
+	tcase_add_test(tc, test_hostile_strings);
 	tcase_add_test(tc, test_missing_and_bad);
 	tcase_add_test(tc, test_usage);
 	tcase_add_test(tc, test_master_gone);
