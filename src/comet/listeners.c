@@ -31,16 +31,16 @@ listener_addr_str(const struct comet_addr *a, char *buf, size_t len)
 	return buf;
 }
 
-int
-listener_bind(const struct comet_addr *a, int reuseport, char *err,
-              size_t errlen)
+static int
+bind_family(const struct comet_addr *a, int family, int reuseport, char *err,
+            size_t errlen)
 {
 	struct addrinfo hints, *res, *ai;
 	char port[16], where[COMET_HOST_MAX + 16];
-	int fd = -1, on = 1, rc, saved = 0;
+	int fd = -1, on = 1, off = 0, rc, saved = 0;
 
 	memset(&hints, 0, sizeof(hints));
-	hints.ai_family = AF_UNSPEC;
+	hints.ai_family = family;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
 	snprintf(port, sizeof(port), "%d", a->port);
@@ -60,6 +60,15 @@ listener_bind(const struct comet_addr *a, int reuseport, char *err,
 			continue;
 		}
 		/* A restart must not wait for TIME_WAIT sockets to expire. */
+		/* ":port" on an IPv6 socket also takes IPv4 clients. */
+		if (ai->ai_family == AF_INET6 && a->host[0] == '\0' &&
+		    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &off,
+		               sizeof(off)) == -1) {
+			saved = errno;
+			close(fd);
+			fd = -1;
+			continue;
+		}
 		if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) ==
 		        -1 ||
 		    (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on,
@@ -76,5 +85,20 @@ listener_bind(const struct comet_addr *a, int reuseport, char *err,
 	freeaddrinfo(res);
 	if (fd == -1)
 		snprintf(err, errlen, "%s: %s", where, strerror(saved));
+	return fd;
+}
+
+int
+listener_bind(const struct comet_addr *a, int reuseport, char *err,
+              size_t errlen)
+{
+	int fd;
+
+	if (a->host[0] != '\0')
+		return bind_family(a, AF_UNSPEC, reuseport, err, errlen);
+	/* All interfaces: dual-stack where the host has IPv6, else IPv4. */
+	fd = bind_family(a, AF_INET6, reuseport, err, errlen);
+	if (fd == -1)
+		fd = bind_family(a, AF_INET, reuseport, err, errlen);
 	return fd;
 }
