@@ -87,8 +87,13 @@ sess_common_tv(struct sess_worker *sw, uint32_t ms)
 	return NULL;
 }
 
+/*
+ * An authenticated connection needs no timer of its own: its bufferevent's
+ * read timeout (a common timeout, restarted by every read) is the
+ * heartbeat deadline.
+ */
 static void
-conn_timer_ms(struct conn *c, uint32_t ms)
+conn_read_deadline(struct conn *c, uint32_t ms)
 {
 	const struct timeval *ctv = sess_common_tv(c->sw, ms);
 	struct timeval tv;
@@ -98,7 +103,7 @@ conn_timer_ms(struct conn *c, uint32_t ms)
 		tv.tv_usec = (ms % 1000) * 1000;
 		ctv = &tv;
 	}
-	event_add(c->timer, ctv);
+	bufferevent_set_timeouts(c->bev, ctv, NULL);
 }
 
 /* Lookups ---------------------------------------------------------------- */
@@ -375,7 +380,11 @@ conn_close_code(struct conn *c, const char *reason, enum shm_counter counter,
 	}
 	c->state = CONN_CLOSING;
 	bufferevent_disable(c->bev, EV_READ);
-	evtimer_del(c->timer);
+	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	if (c->timer != NULL) {
+		event_free(c->timer);
+		c->timer = NULL;
+	}
 	c->flags |= CONN_F_QUEUED;
 	c->dead_next = sw->dead;
 	sw->dead = c;
@@ -519,7 +528,8 @@ sess_reaper_cb(evutil_socket_t fd, short what, void *arg)
 		bufferevent_setcb(c->bev, NULL, conn_linger_write_cb,
 		                  conn_event_cb, c);
 		bufferevent_enable(c->bev, EV_WRITE);
-		event_add(c->timer, sw->linger_tv);
+		/* The linger: no progress reading or writing for that long. */
+		bufferevent_set_timeouts(c->bev, sw->linger_tv, sw->linger_tv);
 		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
 			conn_linger_write_cb(c->bev, c);
 	}
@@ -545,12 +555,8 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	case CONN_WAIT_AUTH:
 		conn_close(c, "handshake timeout", SHM_C_HANDSHAKE_TIMEOUT);
 		break;
-	case CONN_ACTIVE:
-		conn_close(c, "heartbeat timeout", SHM_C_HEARTBEAT_TIMEOUT);
-		break;
-	case CONN_CLOSING:
-		if (!(c->flags & CONN_F_QUEUED))
-			conn_free(c);
+	default:
+		/* Active and closing connections use bufferevent timeouts. */
 		break;
 	}
 }
@@ -564,6 +570,10 @@ conn_event_cb(struct bufferevent *bev, short what, void *arg)
 		return;
 	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)))
 		return;
+	if ((what & BEV_EVENT_TIMEOUT) && c->state == CONN_ACTIVE) {
+		conn_close(c, "heartbeat timeout", SHM_C_HEARTBEAT_TIMEOUT);
+		return;
+	}
 	c->flags |= CONN_F_IO_DEAD;
 	if (c->state == CONN_CLOSING) {
 		if (!(c->flags & CONN_F_QUEUED))
@@ -735,7 +745,9 @@ conn_auth_cb(enum logic_status st, const char *reason,
 	sess_count_add(sw, SHM_C_AUTH_OK, 1);
 	conn_write_frame(c, c->auth_ver, PROTO_OP_AUTH_REPLY, c->auth_seq, NULL,
 	                 0);
-	conn_timer_ms(c, c->hb_ms);
+	event_free(c->timer);
+	c->timer = NULL;
+	conn_read_deadline(c, c->hb_ms);
 	bufferevent_enable(c->bev, EV_READ);
 	/* Frames the client sent right behind its op 7. */
 	conn_process_input(c);
@@ -759,7 +771,6 @@ conn_heartbeat(struct conn *c, const struct proto_frame *f)
 			online = node;
 	}
 	proto_put_u32(body, online);
-	conn_timer_ms(c, c->hb_ms);
 	shm_channel_touch(sw->w->shm, c->key, sw->w->id, c->id, sess_wall_ms());
 	/*
 	 * logic's session TTL is at least twice the heartbeat timeout it
@@ -1218,6 +1229,12 @@ sess_init(struct worker *w)
 	}
 	w->sess = sw;
 	sw->w = w;
+	/*
+	 * Ids start at a random point so a kick meant for a connection of this
+	 * worker's previous incarnation cannot hit a new one.
+	 */
+	sw->next_id = (uint32_t)(sess_wall_ms() * 2654435761u) ^
+	              ((uint32_t)getpid() << 16);
 	LIST_INIT(&sw->conns);
 	htab_init(&sw->by_id);
 	htab_init(&sw->by_key);

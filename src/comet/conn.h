@@ -6,7 +6,8 @@
  *   CONN_WS_HANDSHAKE  (WebSocket, WSS) reading the HTTP upgrade request
  *   CONN_WAIT_AUTH     waiting for op 7 within handshake_timeout
  *   CONN_CONNECTING    logic Connect in flight (cancelled if the client goes)
- *   CONN_ACTIVE        authenticated: in shm, in its room, heartbeats due
+ *   CONN_ACTIVE        authenticated: in shm, in its room; the bufferevent's
+ *                      read timeout is the heartbeat deadline
  *   CONN_CLOSING       op 6 sent, reading stopped; released by the reaper,
  *                      freed when the output drained or the linger expired
  *
@@ -61,7 +62,7 @@ struct conn {
 	struct conn *dead_next;  /* reaper queue */
 	struct sess_worker *sw;
 	struct bufferevent *bev;
-	struct event *timer; /* handshake, heartbeat, then linger deadline */
+	struct event *timer; /* the handshake deadline, until authenticated */
 	union {
 		struct ws_handshake *hs; /* during the WebSocket upgrade */
 		struct sbuf *token; /* op 7 body while logic is not reachable */
