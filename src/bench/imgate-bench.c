@@ -137,7 +137,6 @@ static struct {
 	uint64_t t_settled;
 	uint64_t t_end;
 	uint64_t tick;
-	int stopping;
 	struct evbuffer *scratch;
 	struct sockaddr_in dst;
 	uint64_t rng;
@@ -730,7 +729,6 @@ send_heartbeats(void)
 static void
 worker_stop(void)
 {
-	W.stopping = 1;
 	W.t_end = bench_now_us();
 	event_base_loopbreak(W.base);
 }
