@@ -43,7 +43,10 @@ static struct rpc_server *fake;
 static int n_connect, n_disconnect, n_heartbeat, n_receive, n_renew;
 static char last_disconnect[64];
 static int last_receive_op;
-static int logic_silent; /* do not answer Connect */
+static int logic_silent; /* answer Connect with an error */
+static int logic_hold;   /* keep the Connect call for later */
+static struct rpc_call *held_call;
+static msgpack_sbuffer held_reply;
 
 void
 worker_wake(uint16_t id)
@@ -118,6 +121,11 @@ fake_connect(struct rpc_call *call, const msgpack_object *m)
 		msgpack_pack_int32(&pk, acc[i]);
 	rpc_pack_str(&pk, "heartbeat");
 	msgpack_pack_int(&pk, hb);
+	if (logic_hold) {
+		held_call = call;
+		held_reply = sb;
+		return;
+	}
 	reply_map(call, &sb);
 }
 
@@ -469,7 +477,8 @@ setup(void)
 	conf.handshake_timeout_ms = 500;
 	conf.renew_interval_ms = 100;
 	n_connect = n_disconnect = n_heartbeat = n_receive = n_renew = 0;
-	logic_silent = 0;
+	logic_silent = logic_hold = 0;
+	held_call = NULL;
 	for (i = 0; i < NW; i++) {
 		W[i].id = (uint16_t)i;
 		W[i].base = base;
@@ -996,6 +1005,47 @@ START_TEST(test_batch_window)
 }
 END_TEST
 
+START_TEST(test_connect_answered_late)
+{
+	struct client *a, *b;
+
+	/* The client leaves while Connect is in flight: undone at logic. */
+	logic_hold = 1;
+	a = client_new(0, LISTENER_TCP);
+	client_send(a, 1, PROTO_OP_AUTH, 1, "5 klate - - 30", 14);
+	run_ms(50);
+	ck_assert_ptr_nonnull(held_call);
+	client_free(a);
+	run_ms(50);
+	ck_assert_uint_eq(sess_count(&W[0]), 0);
+	reply_map(held_call, &held_reply);
+	held_call = NULL;
+	run_ms(50);
+	ck_assert_int_eq(n_disconnect, 1);
+	ck_assert_str_eq(last_disconnect, "klate");
+
+	/* Same, but the key is held by a newer connection by then: kept. */
+	a = client_new(1, LISTENER_TCP);
+	client_send(a, 1, PROTO_OP_AUTH, 1, "5 klate - - 30", 14);
+	run_ms(50);
+	ck_assert_ptr_nonnull(held_call);
+	client_free(a);
+	{
+		struct rpc_call *first = held_call;
+		msgpack_sbuffer first_reply = held_reply;
+
+		logic_hold = 0;
+		b = client_new(0, LISTENER_TCP);
+		client_auth(b, "5 klate - - 30");
+		reply_map(first, &first_reply);
+	}
+	held_call = NULL;
+	run_ms(50);
+	ck_assert_int_eq(n_disconnect, 1);
+	client_free(b);
+}
+END_TEST
+
 static int drained;
 
 static void
@@ -1082,6 +1132,7 @@ session_suite(void)
 	tcase_add_test(tc, test_room_batch);
 	tcase_add_test(tc, test_broadcast);
 	tcase_add_test(tc, test_batch_window);
+	tcase_add_test(tc, test_connect_answered_late);
 	tcase_add_test(tc, test_same_key_replaces);
 	tcase_add_test(tc, test_slow_client);
 	tcase_add_test(tc, test_ws_control_and_errors);

@@ -287,8 +287,9 @@ sess_retry_cb(evutil_socket_t fd, short what, void *arg)
 
 	for (c = sw->waiting; c != NULL; c = next) {
 		next = c->dead_next;
-		if (logic_connect(sw->logic, c->u.token->data, c->u.token->len,
-		                  c, &c->rpc_msgid) == 0) {
+		c->ticket = logic_connect(sw->logic, c->u.token->data,
+		                          c->u.token->len, c);
+		if (c->ticket != NULL) {
 			conn_unwait(c);
 			c->flags |= CONN_F_RPC_PENDING;
 			continue;
@@ -369,7 +370,8 @@ conn_close_code(struct conn *c, const char *reason, enum shm_counter counter,
 		c->flags |= CONN_F_WS_CLOSED;
 	}
 	if (c->flags & CONN_F_RPC_PENDING) {
-		logic_cancel(sw->logic, c->rpc_msgid);
+		logic_abandon(c->ticket);
+		c->ticket = NULL;
 		c->flags &= ~CONN_F_RPC_PENDING;
 	}
 	if (c->flags & CONN_F_WAITING)
@@ -455,7 +457,7 @@ conn_free(struct conn *c)
 
 	conn_release(c);
 	if (c->flags & CONN_F_RPC_PENDING)
-		logic_cancel(sw->logic, c->rpc_msgid);
+		logic_abandon(c->ticket);
 	if (c->flags & CONN_F_KEYED)
 		htab_remove(&sw->by_key, &c->by_key);
 	htab_remove(&sw->by_id, &c->by_id);
@@ -684,6 +686,7 @@ conn_auth_cb(enum logic_status st, const char *reason,
 	int rc;
 
 	c->flags &= ~CONN_F_RPC_PENDING;
+	c->ticket = NULL; /* freed by logic.c */
 	if (c->state != CONN_CONNECTING)
 		return;
 	if (st != LOGIC_OK) {
@@ -860,8 +863,8 @@ conn_handle_frame(struct conn *c, const struct proto_frame *f)
 			return;
 		c->auth_seq = f->seq;
 		c->auth_ver = f->ver;
-		if (logic_connect(sw->logic, f->body, f->body_len, c,
-		                  &c->rpc_msgid) == 0)
+		if ((c->ticket = logic_connect(sw->logic, f->body, f->body_len,
+		                               c)) != NULL)
 			c->flags |= CONN_F_RPC_PENDING;
 		else if (!logic_connected(sw->logic) &&
 		         (c->u.token = sbuf_new(f->body_len)) != NULL) {
@@ -877,8 +880,11 @@ conn_handle_frame(struct conn *c, const struct proto_frame *f)
 			return;
 		}
 		c->state = CONN_CONNECTING;
-		/* One request at a time until authenticated, as goim. */
-		bufferevent_disable(c->bev, EV_READ);
+		/*
+		 * One request at a time until authenticated, as goim: later
+		 * frames wait in the input (bounded by its watermark), while
+		 * reading goes on so a client leaving is noticed at once.
+		 */
 		return;
 	}
 	switch (f->op) {

@@ -74,9 +74,9 @@ struct conn {
 	uint64_t logic_hb_ms; /* last logic Heartbeat sent, or when the wait
 	                         for logic began (monotonic ms) */
 	uint32_t id;
-	uint32_t rpc_msgid; /* Connect in flight */
-	uint32_t hb_ms;     /* heartbeat timeout logic returned */
-	int32_t auth_seq;   /* op 7 seq, echoed by op 8 */
+	struct logic_ticket *ticket; /* Connect in flight */
+	uint32_t hb_ms;              /* heartbeat timeout logic returned */
+	int32_t auth_seq;            /* op 7 seq, echoed by op 8 */
 	int16_t auth_ver;
 	uint16_t flags; /* CONN_F_* */
 	uint8_t state;  /* enum conn_state */
@@ -85,7 +85,7 @@ struct conn {
 	int32_t accepts[SHM_ACCEPTS_MAX];
 };
 
-#define CONN_F_RPC_PENDING 0x01  /* rpc_msgid is a live Connect call */
+#define CONN_F_RPC_PENDING 0x01  /* ticket is a live Connect call */
 #define CONN_F_REPLACED    0x02  /* key taken over: no logic Disconnect */
 #define CONN_F_TRACE       0x04  /* mid is in trace_mids */
 #define CONN_F_RELEASED    0x08  /* shm, room, logic already released */

@@ -178,16 +178,57 @@ logic_parse_accepts(const msgpack_object *arr, struct logic_auth *a)
 	}
 }
 
+/* One Connect in flight; arg is NULL once its connection went away. */
+struct logic_ticket {
+	struct logic *lg;
+	void *arg;
+};
+
+static int logic_session_call(struct logic *lg, const char *method, int64_t mid,
+                              const char *key, rpc_result_fn cb);
+static void logic_ignore_result(enum rpc_status st, const msgpack_object *error,
+                                const msgpack_object *result, void *arg);
+
+/*
+ * Connect succeeded for a client that left meanwhile: undo the session,
+ * unless the key is registered again by now (a newer connection owns it).
+ */
+static void
+logic_connect_orphan(struct logic *lg, const msgpack_object *result)
+{
+	struct shm_channel ch;
+	char key[SHM_KEY_MAX];
+	const char *k;
+	size_t klen;
+	int64_t mid;
+
+	if (result == NULL || rpc_map_int(result, "mid", &mid) == -1 ||
+	    rpc_map_str(result, "key", &k, &klen) == -1 || klen == 0 ||
+	    klen >= sizeof(key) || memchr(k, '\0', klen) != NULL)
+		return;
+	memcpy(key, k, klen);
+	key[klen] = '\0';
+	if (shm_channel_get(lg->sw->w->shm, key, &ch) == 0)
+		return;
+	logic_session_call(lg, "Disconnect", mid, key, logic_ignore_result);
+}
+
 static void
 logic_connect_result(enum rpc_status st, const msgpack_object *error,
                      const msgpack_object *result, void *arg)
 {
-	struct logic *lg = NULL;
+	struct logic_ticket *t = arg;
+	struct logic *lg = t->lg;
 	struct logic_auth a;
 	int64_t hb = 0;
-	void *carg = arg;
+	void *carg = t->arg;
 
-	lg = ((struct conn *)carg)->sw->logic;
+	free(t);
+	if (carg == NULL) {
+		if (st == RPC_OK)
+			logic_connect_orphan(lg, result);
+		return;
+	}
 	memset(&a, 0, sizeof(a));
 	switch (st) {
 	case RPC_OK:
@@ -226,13 +267,17 @@ logic_connect_result(enum rpc_status st, const msgpack_object *error,
 	lg->connect_cb(LOGIC_OK, NULL, &a, carg);
 }
 
-int
-logic_connect(struct logic *lg, const void *token, size_t token_len, void *arg,
-              uint32_t *msgid)
+struct logic_ticket *
+logic_connect(struct logic *lg, const void *token, size_t token_len, void *arg)
 {
+	struct logic_ticket *t;
 	msgpack_sbuffer sb;
 	msgpack_packer pk;
 
+	if ((t = malloc(sizeof(*t))) == NULL)
+		return NULL;
+	t->lg = lg;
+	t->arg = arg;
 	msgpack_sbuffer_init(&sb);
 	msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
 	logic_params_head(&pk, 3);
@@ -241,13 +286,18 @@ logic_connect(struct logic *lg, const void *token, size_t token_len, void *arg,
 	rpc_pack_str(&pk, "token");
 	msgpack_pack_bin(&pk, token_len);
 	msgpack_pack_bin_body(&pk, token, token_len);
-	return logic_call(lg, "Connect", &sb, logic_connect_result, arg, msgid);
+	if (logic_call(lg, "Connect", &sb, logic_connect_result, t, NULL) ==
+	    -1) {
+		free(t);
+		return NULL;
+	}
+	return t;
 }
 
 void
-logic_cancel(struct logic *lg, uint32_t msgid)
+logic_abandon(struct logic_ticket *t)
 {
-	rpc_client_cancel(lg->rpc, msgid);
+	t->arg = NULL;
 }
 
 int

@@ -48,13 +48,18 @@ void logic_free(struct logic *lg);
 void logic_reload(struct logic *lg, const struct comet_conf *old);
 
 /*
- * Connect: 0 with *msgid set (connect_cb follows once unless cancelled),
- * or -1 when logic is not reachable right now (connect_cb never follows).
- * arg must be a struct conn.
+ * Connect: a ticket (connect_cb follows once with arg, unless abandoned),
+ * or NULL when logic is not reachable right now (connect_cb never follows).
  */
-int logic_connect(struct logic *lg, const void *token, size_t token_len,
-                  void *arg, uint32_t *msgid);
-void logic_cancel(struct logic *lg, uint32_t msgid);
+struct logic_ticket;
+struct logic_ticket *logic_connect(struct logic *lg, const void *token,
+                                   size_t token_len, void *arg);
+/*
+ * The connection behind ticket is gone: connect_cb will not be called; a
+ * session logic still grants is disconnected again unless its key is
+ * registered on this node by then. The ticket is freed by the answer.
+ */
+void logic_abandon(struct logic_ticket *t);
 /* Whether the rpc connection to logic is up. */
 int logic_connected(const struct logic *lg);
 
