@@ -1,0 +1,68 @@
+#!/bin/sh
+# Manual page lint: every page in the source tree must pass
+# `mandoc -T lint -W warning` (style notes are advice, not failures),
+# render with man(1) without a groff warning, carry its own name and
+# section in .Dt/.TH, and refer only to imgate pages that exist.
+# Run by `make check` (srcdir set by automake) or by hand.
+set -u
+
+srcdir=${srcdir:-$(dirname "$0")/..}
+
+if ! command -v mandoc >/dev/null 2>&1 || ! command -v man >/dev/null 2>&1; then
+	echo "SKIP: mandoc or man not installed (Debian packages mandoc, man-db)"
+	exit 77
+fi
+
+out=$(mktemp /tmp/imgate-test-man.XXXXXX)
+trap 'rm -f "$out"' EXIT INT TERM
+
+fails=0
+fail() {
+	echo "FAIL: $*"
+	fails=$((fails + 1))
+}
+
+# Pages are the files named NAME.N whose text starts like a manual page.
+pages=$(find "$srcdir" -path "$srcdir/.git" -prune -o \
+	-path "$srcdir/autom4te.cache" -prune -o \
+	-type f -name '*.[1-9]' -print | sort)
+n=0
+for p in $pages; do
+	head -n 5 "$p" | grep -q '^\.\(Dd\|TH\|Dt\)' || continue
+	n=$((n + 1))
+	base=$(basename "$p")
+	name=${base%.*}
+	sect=${base##*.}
+
+	if ! mandoc -T lint -W warning "$p" >"$out" 2>&1; then
+		fail "$base: mandoc lint"
+		cat "$out"
+	elif [ -s "$out" ]; then
+		fail "$base: mandoc lint"
+		cat "$out"
+	fi
+
+	# man-db passes groff's warnings to stderr; the page goes nowhere.
+	LC_ALL=C.UTF-8 MANWIDTH=80 man --warnings -l "$p" 2>"$out" >/dev/null
+	if [ -s "$out" ]; then
+		fail "$base: man -l warns"
+		cat "$out"
+	fi
+
+	# Title: .Dt NAME N (mdoc) or .TH NAME N (man), case-insensitive.
+	title=$(sed -n 's/^\.\(Dt\|TH\)[[:space:]]\{1,\}\([^[:space:]]*\)[[:space:]]\{1,\}\([^[:space:]]*\).*/\2 \3/p' "$p" | head -n 1)
+	want=$(echo "$name $sect" | tr '[:lower:]' '[:upper:]')
+	got=$(echo "$title" | tr -d '"' | tr '[:lower:]' '[:upper:]')
+	[ "$got" = "$want" ] || fail "$base: title \"$title\", expected \"$name $sect\""
+
+	# Cross references to our own pages must resolve.
+	for ref in $(sed -n 's/^\.Xr \(imgate[^[:space:]]*\) \([1-9]\).*/\1.\2/p' "$p" | sort -u); do
+		echo "$pages" | grep -q "/$ref\$" || fail "$base: .Xr to missing page $ref"
+	done
+done
+
+if [ $n -lt 6 ]; then
+	fail "found $n manual pages under $srcdir, expected at least 6"
+fi
+echo "$n pages checked, $fails failure(s)"
+[ $fails -eq 0 ]
