@@ -753,6 +753,8 @@ START_TEST(test_room_batch)
 		ck_assert_int_eq(in.ver, 1);
 	}
 	ck_assert_int_eq(n, 3);
+	/* Counted per message, not per batch: 3 messages x 2 members. */
+	ck_assert_uint_eq(counter(SHM_C_DELIVERED), 6);
 	/* Not a member of live://9. */
 	ck_assert_int_eq(client_next(o, 100, &f, body, sizeof(body)), 0);
 

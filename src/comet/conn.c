@@ -219,7 +219,7 @@ conn_reply(struct conn *c, int ver, int op, int seq, const void *body,
 }
 
 int
-conn_send_shared(struct conn *c, struct sbuf *b)
+conn_send_shared(struct conn *c, struct sbuf *b, unsigned nframes)
 {
 	struct evbuffer *out;
 
@@ -239,8 +239,8 @@ conn_send_shared(struct conn *c, struct sbuf *b)
 		conn_close(c, NULL, SHM_C__COUNT);
 		return -1;
 	}
-	sess_count_add(c->sw, SHM_C_DELIVERED, 1);
-	sess_count_add(c->sw, SHM_C_FRAMES_OUT, 1);
+	sess_count_add(c->sw, SHM_C_DELIVERED, nframes);
+	sess_count_add(c->sw, SHM_C_FRAMES_OUT, nframes);
 	sess_count_add(c->sw, SHM_C_BYTES_OUT, b->len);
 	return 0;
 }

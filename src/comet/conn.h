@@ -143,11 +143,11 @@ struct conn *conn_by_key(struct sess_worker *sw, const char *key);
 int conn_watches(const struct conn *c, int32_t op);
 
 /*
- * Queue a shared buffer (by reference) to c's output. 0 queued; -1 when c
- * is closing or went over output_limit (it is then closed as "slow" and
- * the drop counted).
+ * Queue a shared buffer holding nframes goim frames (by reference) to c's
+ * output. 0 queued; -1 when c is closing or went over output_limit (it is
+ * then closed as "slow" and the drop counted).
  */
-int conn_send_shared(struct conn *c, struct sbuf *b);
+int conn_send_shared(struct conn *c, struct sbuf *b, unsigned nframes);
 
 /*
  * Close c on purpose: op 6 with reason (NULL: none), stop reading, and

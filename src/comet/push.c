@@ -107,9 +107,9 @@ push_frame(int32_t op, const void *body, size_t len, struct sbuf **tcp,
 }
 
 static int
-push_send(struct conn *c, struct sbuf *tcp, struct sbuf *ws)
+push_send(struct conn *c, struct sbuf *tcp, struct sbuf *ws, unsigned nframes)
 {
-	return conn_send_shared(c, (c->flags & CONN_F_WS) ? ws : tcp);
+	return conn_send_shared(c, (c->flags & CONN_F_WS) ? ws : tcp, nframes);
 }
 
 /* Key pushes ------------------------------------------------------------- */
@@ -160,7 +160,7 @@ push_keys(struct push *p, const struct envelope *e)
 			log_error("push: out of memory framing a key push");
 			return;
 		}
-		if (push_send(c, tcp, ws) == 0)
+		if (push_send(c, tcp, ws, 1) == 0)
 			conn_trace(c,
 			           "key push op %d (%zu bytes) queued, id %llu",
 			           e->operation, e->msg_len,
@@ -235,7 +235,7 @@ push_flush_room(struct push *p, struct room *r)
 		c = htab_entry(m, struct conn, room);
 		if (c->state != CONN_ACTIVE)
 			continue;
-		if (push_send(c, tcp, ws) == 0)
+		if (push_send(c, tcp, ws, r->npending) == 0)
 			conn_trace(c, "room %s: %u message(s) queued", r->name,
 			           r->npending);
 	}
@@ -366,7 +366,7 @@ push_pace_cb(evutil_socket_t fd, short what, void *arg)
 		for (k = 0; k < pc->per_tick && pc->pos < pc->n; k++) {
 			c = conn_by_id(p->sw, pc->ids[pc->pos++]);
 			if (c != NULL && c->state == CONN_ACTIVE)
-				push_send(c, pc->tcp, pc->ws);
+				push_send(c, pc->tcp, pc->ws, 1);
 		}
 		if (pc->pos == pc->n) {
 			*pp = pc->next;
@@ -416,7 +416,7 @@ push_broadcast(struct push *p, const struct envelope *e)
 		{
 			if (c->state == CONN_ACTIVE &&
 			    conn_watches(c, e->operation))
-				push_send(c, tcp, ws);
+				push_send(c, tcp, ws, 1);
 		}
 		sbuf_unref(tcp);
 		sbuf_unref(ws);
@@ -573,6 +573,8 @@ push_connect_cb(const redisAsyncContext *ac, int status)
 	}
 	log_info("push: connected to redis %s:%d", c->redis.host,
 	         c->redis.port);
+	/* A subscriber only listens: keepalive notices a vanished host. */
+	redisEnableKeepAlive(&p->ac->c);
 	p->backoff_ms = PUSH_BACKOFF_MIN_MS;
 	if (c->redis_password[0] != '\0')
 		redisAsyncCommand(p->ac, NULL, NULL, "AUTH %s",
