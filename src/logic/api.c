@@ -1,13 +1,16 @@
 #include "config.h"
 
 #include <sys/queue.h>
+#include <sys/stat.h>
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <event2/buffer.h>
 #include <event2/http.h>
@@ -37,6 +40,7 @@ static const char *const route_names[ROUTE__COUNT] = {"/goim/push/keys",
                                                       "/goim/nodes/instances",
                                                       "/metrics",
                                                       "/healthz",
+                                                      "/demo/",
                                                       "other"};
 
 static const int code_values[CODE__COUNT] = {0, -400, -401, -500, -404};
@@ -939,6 +943,277 @@ healthz(struct api *a, struct evhttp_request *req)
 	}
 }
 
+/* ---- CORS and the demo's static files ------------------------------ */
+
+/*
+ * With cors_origin set, the goim routes answer pages of that origin: the
+ * header on every reply, and preflights (OPTIONS) answered here. 1 when
+ * the request was answered.
+ */
+static int
+cors(struct api *a, struct evhttp_request *req, enum evhttp_cmd_type cmd,
+     enum api_route route)
+{
+	const char *origin = a->l->conf->cors_origin;
+	struct evkeyvalq *h = evhttp_request_get_output_headers(req);
+
+	if (*origin == '\0')
+		return 0;
+	evhttp_add_header(h, "Access-Control-Allow-Origin", origin);
+	if (strcmp(origin, "*") != 0)
+		evhttp_add_header(h, "Vary", "Origin");
+	if (cmd != EVHTTP_REQ_OPTIONS)
+		return 0;
+	evhttp_add_header(h, "Access-Control-Allow-Methods",
+	                  route <= ROUTE_PUSH_ALL ? "POST, OPTIONS"
+	                                          : "GET, HEAD, OPTIONS");
+	evhttp_add_header(h, "Access-Control-Allow-Headers",
+	                  "Authorization, Content-Type");
+	evhttp_add_header(h, "Access-Control-Max-Age", "600");
+	a->l->metrics.http[route][CODE_OK]++;
+	evhttp_send_reply(req, 204, "No Content", NULL);
+	return 1;
+}
+
+static void
+demo_reply(struct api *a, struct evhttp_request *req, int status,
+           const char *text)
+{
+	struct evbuffer *b = evbuffer_new();
+	enum api_code code = status < 300    ? CODE_OK
+	                     : status == 404 ? CODE_NOT_FOUND
+	                     : status < 500  ? CODE_BAD_REQUEST
+	                                     : CODE_SERVER_ERROR;
+
+	a->l->metrics.http[ROUTE_DEMO][code]++;
+	if (b != NULL)
+		evbuffer_add_printf(b, "%s\n", text);
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	                  "Content-Type", "text/plain; charset=utf-8");
+	evhttp_send_reply(req, status, text, b);
+	if (b != NULL)
+		evbuffer_free(b);
+}
+
+static const char *
+demo_type(const char *name)
+{
+	static const struct {
+		const char *ext, *type;
+	} types[] = {
+	    {".html", "text/html; charset=utf-8"},
+	    /* Browsers run an ES module only with a JavaScript type. */
+	    {".js", "text/javascript; charset=utf-8"},
+	    {".mjs", "text/javascript; charset=utf-8"},
+	    {".css", "text/css; charset=utf-8"},
+	    {".json", "application/json"},
+	    {".map", "application/json"},
+	    {".txt", "text/plain; charset=utf-8"},
+	    {".svg", "image/svg+xml"},
+	    {".png", "image/png"},
+	    {".jpg", "image/jpeg"},
+	    {".ico", "image/x-icon"},
+	    {".woff2", "font/woff2"},
+	};
+	const char *dot = strrchr(name, '.');
+
+	if (dot != NULL && strchr(dot, '/') == NULL)
+		for (size_t i = 0; i < sizeof(types) / sizeof(types[0]); i++)
+			if (strcasecmp(dot, types[i].ext) == 0)
+				return types[i].type;
+	return "application/octet-stream";
+}
+
+/* What the page cannot know by itself: where the comet listens. */
+static void
+demo_config(struct api *a, struct evhttp_request *req)
+{
+	struct evbuffer *b = evbuffer_new();
+	json_t *o = json_pack("{s:s}", "ws_url", a->l->conf->demo_ws_url);
+	char *s = o != NULL ? json_dumps(o, JSON_COMPACT) : NULL;
+
+	json_decref(o);
+	if (b == NULL || s == NULL) {
+		free(s);
+		if (b != NULL)
+			evbuffer_free(b);
+		demo_reply(a, req, 500, "out of memory");
+		return;
+	}
+	evbuffer_add_printf(b, "%s\n", s);
+	free(s);
+	a->l->metrics.http[ROUTE_DEMO][CODE_OK]++;
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	                  "Content-Type", "application/json");
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	                  "Cache-Control", "no-cache");
+	evhttp_send_reply(req, 200, "OK", b);
+	evbuffer_free(b);
+}
+
+/*
+ * A request path below /demo/, percent-decoded, checked segment by
+ * segment: NULL (with *status) for "." and ".." segments, empty segments,
+ * NUL bytes and dot files. A trailing "/" names the directory's
+ * index.html. The caller frees the result.
+ */
+static char *
+demo_relpath(const char *raw, int *status)
+{
+	size_t n, len;
+	char *dec, *out, *seg;
+
+	*status = 400;
+	dec = evhttp_uridecode(raw, 0, &len);
+	if (dec == NULL) {
+		*status = 500;
+		return NULL;
+	}
+	if (strlen(dec) != len) {
+		free(dec);
+		return NULL;
+	}
+	n = len + sizeof("index.html");
+	out = malloc(n);
+	if (out == NULL) {
+		free(dec);
+		*status = 500;
+		return NULL;
+	}
+	snprintf(out, n, "%s%s", dec,
+	         len == 0 || dec[len - 1] == '/' ? "index.html" : "");
+	free(dec);
+	for (seg = out;; seg++) {
+		size_t sl = strcspn(seg, "/");
+
+		if (sl == 0 || (sl == 1 && seg[0] == '.') ||
+		    (sl == 2 && seg[0] == '.' && seg[1] == '.')) {
+			free(out);
+			return NULL;
+		}
+		/* Dot files (.git, .htpasswd) are never part of a site. */
+		if (seg[0] == '.') {
+			free(out);
+			*status = 404;
+			return NULL;
+		}
+		seg += sl;
+		if (*seg == '\0')
+			break;
+	}
+	return out;
+}
+
+/*
+ * GET /demo/... from [demo] dir. Only regular files whose real path lies
+ * inside the directory's real path are served, so a symlink may point
+ * within the directory but not out of it; anything refused looks like a
+ * missing file. The directory is the operator's: what a client controls
+ * is the request path, and realpath() resolves every link in it.
+ */
+static void
+demo(struct api *a, struct evhttp_request *req, enum evhttp_cmd_type cmd,
+     const char *path)
+{
+	const struct logic_conf *cf = a->l->conf;
+	char root[PATH_MAX], file[PATH_MAX], real[PATH_MAX], clen[32];
+	struct evbuffer *b;
+	struct stat st;
+	size_t rootlen;
+	off_t left;
+	char *rel;
+	int fd, status, n, r;
+
+	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		                  "Allow", "GET, HEAD");
+		demo_reply(a, req, 405, "Method Not Allowed");
+		return;
+	}
+	if (path[5] == '\0') {
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		                  "Location", "/demo/");
+		demo_reply(a, req, 301, "Moved Permanently");
+		return;
+	}
+	rel = demo_relpath(path + 6, &status);
+	if (rel == NULL) {
+		demo_reply(a, req, status,
+		           status == 400   ? "Bad Request"
+		           : status == 404 ? "Not Found"
+		                           : "Internal Server Error");
+		return;
+	}
+	if (strcmp(rel, "config.json") == 0) {
+		free(rel);
+		demo_config(a, req);
+		return;
+	}
+	if (realpath(cf->demo_dir, root) == NULL) {
+		log_warn("demo: dir %s: %s", cf->demo_dir, strerror(errno));
+		free(rel);
+		demo_reply(a, req, 404, "Not Found");
+		return;
+	}
+	n = snprintf(file, sizeof(file), "%s/%s", root, rel);
+	free(rel);
+	rootlen = strlen(root);
+	if (n < 0 || (size_t)n >= sizeof(file) ||
+	    realpath(file, real) == NULL || strncmp(real, root, rootlen) != 0 ||
+	    (real[rootlen] != '/' && strcmp(root, "/") != 0)) {
+		demo_reply(a, req, 404, "Not Found");
+		return;
+	}
+	/* O_NONBLOCK: a FIFO must not hang the loop before fstat says so. */
+	fd = open(real, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd == -1 || fstat(fd, &st) == -1 || !S_ISREG(st.st_mode)) {
+		if (fd != -1)
+			close(fd);
+		demo_reply(a, req, 404, "Not Found");
+		return;
+	}
+	if ((uintmax_t)st.st_size > (uintmax_t)cf->demo_max_file) {
+		log_warn("demo: %s is larger than [demo] max_file (%zu)", real,
+		         cf->demo_max_file);
+		close(fd);
+		demo_reply(a, req, 500, "Internal Server Error");
+		return;
+	}
+	/*
+	 * Read, not evbuffer_add_file(): files are small (max_file), and
+	 * keeping the descriptor ours keeps the error paths plain. evhttp
+	 * sends neither body nor length for HEAD: the length is ours to say.
+	 */
+	b = evbuffer_new();
+	left = cmd == EVHTTP_REQ_HEAD ? 0 : st.st_size;
+	if (cmd == EVHTTP_REQ_HEAD) {
+		snprintf(clen, sizeof(clen), "%jd", (intmax_t)st.st_size);
+		evhttp_add_header(evhttp_request_get_output_headers(req),
+		                  "Content-Length", clen);
+	}
+	for (; b != NULL && left > 0; left -= r) {
+		r = evbuffer_read(b, fd, left > 65536 ? 65536 : (int)left);
+		if (r <= 0)
+			break;
+	}
+	close(fd);
+	if (b == NULL || left != 0) {
+		if (b != NULL)
+			evbuffer_free(b);
+		demo_reply(a, req, 500, "Internal Server Error");
+		return;
+	}
+	a->l->metrics.http[ROUTE_DEMO][CODE_OK]++;
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	                  "Content-Type", demo_type(real));
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	                  "X-Content-Type-Options", "nosniff");
+	evhttp_add_header(evhttp_request_get_output_headers(req),
+	                  "Cache-Control", "no-cache");
+	evhttp_send_reply(req, 200, "OK", b);
+	evbuffer_free(b);
+}
+
 /* ---- dispatch ------------------------------------------------------ */
 
 static void
@@ -953,9 +1228,17 @@ dispatch(struct evhttp_request *req, void *arg)
 
 	if (path == NULL)
 		path = "/";
-	for (int i = 0; i < ROUTE_OTHER; i++)
+	if (strncmp(path, "/demo", 5) == 0 &&
+	    (path[5] == '\0' || path[5] == '/') &&
+	    a->l->conf->demo_dir[0] != '\0') {
+		demo(a, req, cmd, path);
+		return;
+	}
+	for (int i = 0; i < ROUTE_DEMO; i++)
 		if (strcmp(path, route_names[i]) == 0)
 			route = i;
+	if (route < ROUTE_METRICS && cors(a, req, cmd, route))
+		return;
 	if (route == ROUTE_METRICS) {
 		metrics(a, req);
 		return;
@@ -1072,7 +1355,8 @@ api_new(struct logic *l, char *err, size_t errlen)
 		return NULL;
 	}
 	evhttp_set_allowed_methods(a->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST |
-	                                        EVHTTP_REQ_HEAD);
+	                                        EVHTTP_REQ_HEAD |
+	                                        EVHTTP_REQ_OPTIONS);
 	evhttp_set_gencb(a->http, dispatch, a);
 	api_reload(a);
 	/* ":port" in the config means every interface. */

@@ -56,6 +56,8 @@ logic_conf_defaults(struct logic_conf *c)
 	c->backoff_factor = 1.8;
 	c->backoff_jitter = 0.3;
 
+	c->demo_max_file = 1024 * 1024;
+
 	c->webhook_timeout_ms = 5000;
 	c->webhook_max_inflight = 1024;
 }
@@ -152,6 +154,23 @@ set_double(double *out, const char *v, double min, double max,
 	return 0;
 }
 
+/*
+ * cors_origin goes into a response header as is: "", "*" or a scheme and
+ * host made of printable characters without spaces.
+ */
+static int
+origin_ok(const char *v)
+{
+	if (*v == '\0' || strcmp(v, "*") == 0)
+		return 1;
+	if (strncmp(v, "http://", 7) != 0 && strncmp(v, "https://", 8) != 0)
+		return 0;
+	for (const unsigned char *p = (const unsigned char *)v; *p != '\0'; p++)
+		if (*p <= ' ' || *p >= 0x7f)
+			return 0;
+	return 1;
+}
+
 #define IS(s, n) (strcmp(section, s) == 0 && strcmp(name, n) == 0)
 
 /* inih handler: 1 to go on, 0 to stop with st->msg. */
@@ -185,7 +204,14 @@ handle(void *user, const char *section, const char *name, const char *v)
 		r = set_long(&c->max_targets, v, 1, 100000, st);
 	else if (IS("http", "push_token"))
 		r = set_str(c->push_token, sizeof(c->push_token), v, st);
-	else if (IS("redis", "address"))
+	else if (IS("http", "cors_origin")) {
+		r = set_str(c->cors_origin, sizeof(c->cors_origin), v, st);
+		if (r == 0 && !origin_ok(v)) {
+			snprintf(st->msg, sizeof(st->msg),
+			         "not empty, \"*\" or an http(s):// origin");
+			r = -1;
+		}
+	} else if (IS("redis", "address"))
 		r = set_addr(c->redis_host, &c->redis_port, v, st);
 	else if (IS("redis", "password"))
 		r = set_str(c->redis_password, sizeof(c->redis_password), v,
@@ -240,6 +266,18 @@ handle(void *user, const char *section, const char *name, const char *v)
 		r = set_double(&c->backoff_factor, v, 1.0, 100.0, st);
 	else if (IS("node", "backoff_jitter"))
 		r = set_double(&c->backoff_jitter, v, 0.0, 1.0, st);
+	else if (IS("demo", "dir"))
+		r = set_str(c->demo_dir, sizeof(c->demo_dir), v, st);
+	else if (IS("demo", "ws_url")) {
+		r = set_str(c->demo_ws_url, sizeof(c->demo_ws_url), v, st);
+		if (r == 0 && *v != '\0' && strncmp(v, "ws://", 5) != 0 &&
+		    strncmp(v, "wss://", 6) != 0) {
+			snprintf(st->msg, sizeof(st->msg),
+			         "ws_url must be a ws:// or wss:// URL");
+			r = -1;
+		}
+	} else if (IS("demo", "max_file"))
+		r = set_size(&c->demo_max_file, v, 1, 64u << 20, st);
 	else if (IS("webhook", "receive_url")) {
 		r = set_str(c->receive_url, sizeof(c->receive_url), v, st);
 		if (r == 0 && *v != '\0' && strncmp(v, "http://", 7) != 0) {

@@ -50,6 +50,7 @@ struct logic_conf {
 	long http_timeout_ms;
 	long max_targets;                  /* keys or mids in one push */
 	char push_token[LOGIC_SECRET_MAX]; /* bearer token; "" = none */
+	char cors_origin[LOGIC_HOST_MAX];  /* "" = off, "*" or one origin */
 
 	/* [redis] */
 	char redis_host[LOGIC_HOST_MAX];
@@ -85,6 +86,11 @@ struct logic_conf {
 	double backoff_factor;
 	double backoff_jitter;
 
+	/* [demo] the browser demo at /demo/ */
+	char demo_dir[PATH_MAX];         /* "" = not served */
+	char demo_ws_url[LOGIC_URL_MAX]; /* "" = the page picks its host */
+	size_t demo_max_file;
+
 	/* [webhook] */
 	char receive_url[LOGIC_URL_MAX]; /* "" = log upstream messages */
 	long webhook_timeout_ms;
@@ -113,6 +119,7 @@ enum api_route {
 	ROUTE_NODES_INSTANCES,
 	ROUTE_METRICS,
 	ROUTE_HEALTHZ,
+	ROUTE_DEMO,
 	ROUTE_OTHER,
 	ROUTE__COUNT
 };

@@ -8,6 +8,7 @@ Run from the build directory (make check does), or set IMGATE_LOGIC.
 import base64
 import hashlib
 import hmac
+from http.client import HTTPConnection
 from http.server import BaseHTTPRequestHandler, HTTPServer
 import json
 import os
@@ -408,6 +409,204 @@ class LogicTest(unittest.TestCase):
         self.assertIn("imgate_logic_redis_up 1", text)
         st, _, body = http("GET", self.logic.url + "/healthz")
         self.assertEqual((st, body), (200, b"ok\n"))
+
+
+def raw_get(port, path, method="GET", headers=None):
+    """(status, headers, body) for path sent exactly as given (urllib
+    would quote or normalize it)."""
+    c = HTTPConnection("127.0.0.1", port, timeout=5)
+    try:
+        c.request(method, path, headers=headers or {})
+        r = c.getresponse()
+        return r.status, {k.lower(): v for k, v in r.getheaders()}, r.read()
+    finally:
+        c.close()
+
+
+class LogicDemoTest(unittest.TestCase):
+    """Static files of the browser demo at /demo/, and CORS on /goim/."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.redis = Redis()
+        top = harness.tempdir("imgate-demo-")
+        cls.site = os.path.join(top, "site")
+        os.makedirs(os.path.join(cls.site, "sub"))
+        os.makedirs(os.path.join(cls.site, "empty"))
+        files = {"index.html": b"<!doctype html><p>demo</p>\n",
+                 "demo.js": b"export const x = 1;\n", "demo.css": b"p{}\n",
+                 "data.json": b"{}\n", "pic.png": b"\x89PNG\r\n\x1a\n",
+                 "blob.bin": b"\x00\x01", "sub/index.html": b"sub\n",
+                 ".hidden": b"dot file\n", "max.txt": b"m" * 4096,
+                 "big.txt": b"b" * 4097}
+        for name, data in files.items():
+            with open(os.path.join(cls.site, name), "wb") as f:
+                f.write(data)
+        with open(os.path.join(top, "secret.txt"), "wb") as f:
+            f.write(b"SECRET outside the demo dir\n")
+        os.symlink(os.path.join(top, "secret.txt"), os.path.join(cls.site, "out.txt"))
+        os.symlink(top, os.path.join(cls.site, "outdir"))
+        os.symlink("index.html", os.path.join(cls.site, "alias.html"))
+        os.symlink("sub", os.path.join(cls.site, "subalias"))
+        os.mkfifo(os.path.join(cls.site, "fifo.txt"))
+        cls.demo = {"dir": cls.site, "max_file": "4096"}
+        cls.logic = start_logic(cls.redis, demo=cls.demo)
+        cls.port = cls.logic.http_port
+
+    @classmethod
+    def tearDownClass(cls):
+        rc = cls.logic.stop()
+        cls.redis.stop()
+        assert rc == 0, "imgate-logic exited with %s" % rc
+
+    def get(self, path, **kw):
+        return raw_get(self.port, path, **kw)
+
+    def reconfigure(self, **over):
+        self.logic.rewrite(self.logic.conf_for(**over))
+        n = self.logic.log().count("reloaded")
+        self.logic.reload()
+        wait_for(lambda: self.logic.log().count("reloaded") > n, 5, "reload")
+
+    def test_files_and_content_types(self):
+        for path, ctype, body in (
+                ("/demo/", "text/html; charset=utf-8", b"<!doctype html><p>demo</p>\n"),
+                ("/demo/index.html", "text/html; charset=utf-8", None),
+                ("/demo/demo.js", "text/javascript; charset=utf-8", b"export const x = 1;\n"),
+                ("/demo/demo.css", "text/css; charset=utf-8", b"p{}\n"),
+                ("/demo/data.json", "application/json", b"{}\n"),
+                ("/demo/pic.png", "image/png", b"\x89PNG\r\n\x1a\n"),
+                ("/demo/blob.bin", "application/octet-stream", b"\x00\x01"),
+                ("/demo/sub/", "text/html; charset=utf-8", b"sub\n"),
+                ("/demo/%73ub/index.html", "text/html; charset=utf-8", b"sub\n"),
+                ("/demo/alias.html", "text/html; charset=utf-8", None),
+                ("/demo/subalias/index.html", "text/html; charset=utf-8", b"sub\n"),
+                ("/demo/max.txt", "text/plain; charset=utf-8", b"m" * 4096),
+                ("/demo/index.html?v=2", "text/html; charset=utf-8", None)):
+            st, h, data = self.get(path)
+            self.assertEqual(st, 200, path)
+            self.assertEqual(h["content-type"], ctype, path)
+            self.assertEqual(h["x-content-type-options"], "nosniff", path)
+            self.assertEqual(int(h["content-length"]), len(data), path)
+            if body is not None:
+                self.assertEqual(data, body, path)
+        st, h, data = self.get("/demo/index.html", method="HEAD")
+        self.assertEqual((st, data), (200, b""))
+        self.assertEqual(h["content-length"], "27")
+        st, h, _ = self.get("/demo")
+        self.assertEqual((st, h["location"]), (301, "/demo/"))
+        st, h, _ = self.get("/demo/index.html", method="POST")
+        self.assertEqual((st, h["allow"]), (405, "GET, HEAD"))
+        # The page learns the comet's address from config.json.
+        st, h, data = self.get("/demo/config.json")
+        self.assertEqual((st, h["content-type"]), (200, "application/json"))
+        self.assertEqual(json.loads(data), {"ws_url": ""})
+
+    def test_traversal_refused(self):
+        for path in ("/demo/../secret.txt", "/demo/sub/../../secret.txt",
+                     "/demo/%2e%2e/secret.txt", "/demo/%2E%2E%2Fsecret.txt",
+                     "/demo/sub/..%2f..%2fsecret.txt", "/demo/./index.html",
+                     "/demo/sub/.", "/demo//index.html", "/demo/index.html%00.png",
+                     "/demo/.."):
+            st, _, data = self.get(path)
+            self.assertEqual(st, 400, path)
+            self.assertNotIn(b"SECRET", data, path)
+
+    def test_not_found_and_refused(self):
+        for path in ("/demo/nope.html", "/demo/out.txt", "/demo/outdir/secret.txt",
+                     "/demo/.hidden", "/demo/sub/.hidden", "/demo/%2ehidden",
+                     "/demo/fifo.txt", "/demo/sub", "/demo/empty/",
+                     "/demo/index.html/", "/demo/" + "a" * 5000):
+            st, _, data = self.get(path)
+            self.assertEqual(st, 404, path)
+            self.assertNotIn(b"SECRET", data, path)
+        # Over [demo] max_file: refused, the operator told in the log.
+        st, _, data = self.get("/demo/big.txt")
+        self.assertEqual(st, 500)
+        self.assertNotIn(b"bbbb", data)
+        self.logic.wait_log("larger than [demo] max_file")
+        st, _, body = http("GET", self.logic.url + "/metrics")
+        self.assertIn('imgate_logic_http_requests_total{route="/demo/",code="-404"}',
+                      body.decode())
+
+    def test_demo_off_and_ws_url(self):
+        try:
+            self.reconfigure(demo={"dir": ""})
+            st, j = http_json("GET", self.logic.url + "/demo/")
+            self.assertEqual((st, j["code"]), (404, -404))
+            self.reconfigure(demo=dict(self.demo, ws_url="wss://chat.example.com/sub"))
+            st, _, data = self.get("/demo/config.json")
+            self.assertEqual(json.loads(data), {"ws_url": "wss://chat.example.com/sub"})
+            # A directory that is gone: not found, and the reason logged.
+            self.reconfigure(demo={"dir": self.site + "-gone"})
+            self.assertEqual(self.get("/demo/index.html")[0], 404)
+            self.logic.wait_log("demo: dir %s-gone" % self.site)
+        finally:
+            self.reconfigure(demo=self.demo)
+        self.assertEqual(self.get("/demo/")[0], 200)
+
+    def test_cors(self):
+        url = self.logic.url
+        push = "/goim/push/room?operation=1000&type=live&room=1"
+        # Off by default: no header, and OPTIONS is not a push.
+        st, h, _ = self.get("/goim/online/total")
+        self.assertEqual(st, 200)
+        self.assertNotIn("access-control-allow-origin", h)
+        st, j = http_json("OPTIONS", url + push)
+        self.assertEqual(j["code"], -400)
+        try:
+            self.reconfigure(http={"cors_origin": "*"})
+            st, h, _ = self.get(push, method="OPTIONS", headers={
+                "Origin": "http://elsewhere.test",
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type"})
+            self.assertEqual(st, 204)
+            self.assertEqual(h["access-control-allow-origin"], "*")
+            self.assertEqual(h["access-control-allow-methods"], "POST, OPTIONS")
+            self.assertIn("Content-Type", h["access-control-allow-headers"])
+            self.assertIn("Authorization", h["access-control-allow-headers"])
+            self.assertEqual(h["access-control-max-age"], "600")
+            st, h, _ = self.get("/goim/online/total", method="OPTIONS")
+            self.assertEqual((st, h["access-control-allow-methods"]),
+                             (204, "GET, HEAD, OPTIONS"))
+            status, headers, body = http("POST", url + push, b"hi",
+                                         {"Origin": "http://elsewhere.test"})
+            self.assertEqual(json.loads(body)["code"], 0)
+            self.assertEqual(headers.get("Access-Control-Allow-Origin"), "*")
+            # Errors carry it too, so a page can read why.
+            status, headers, body = http("POST", url + "/goim/push/room", b"x")
+            self.assertEqual(json.loads(body)["code"], -400)
+            self.assertEqual(headers.get("Access-Control-Allow-Origin"), "*")
+            # One origin: named, and caches told that it depends on it.
+            self.reconfigure(http={"cors_origin": "https://chat.example.com"})
+            st, h, _ = self.get("/goim/nodes/weighted")
+            self.assertEqual(h["access-control-allow-origin"], "https://chat.example.com")
+            self.assertEqual(h["vary"], "Origin")
+            # Not on the demo's files or /metrics: those are not the API.
+            self.assertNotIn("access-control-allow-origin", self.get("/demo/")[1])
+            self.assertNotIn("access-control-allow-origin", self.get("/metrics")[1])
+        finally:
+            self.reconfigure()
+        self.assertNotIn("access-control-allow-origin", self.get("/goim/online/total")[1])
+
+    def test_settings_checked(self):
+        d = harness.tempdir()
+        path = os.path.join(d, "l.conf")
+        for section, name, value in (("http", "cors_origin", "ftp://x"),
+                                     ("http", "cors_origin", "http://a\tb"),
+                                     ("http", "cors_origin", "example.com"),
+                                     ("demo", "ws_url", "http://x/sub"),
+                                     ("demo", "max_file", "0")):
+            with open(path, "w") as f:
+                f.write("[%s]\n%s = %s\n" % (section, name, value))
+            r = subprocess.run([BIN, "-t", "-c", path], capture_output=True, timeout=10)
+            self.assertEqual(r.returncode, 1, value)
+            self.assertIn(("[%s] %s" % (section, name)).encode(), r.stderr)
+        with open(path, "w") as f:
+            f.write("[http]\ncors_origin = http://127.0.0.1:8080\n"
+                    "[demo]\ndir = /nonexistent\nws_url = ws://h:1/sub\nmax_file = 64k\n")
+        r = subprocess.run([BIN, "-t", "-c", path], capture_output=True, timeout=10)
+        self.assertEqual(r.returncode, 0, r.stderr)
 
 
 class LogicLifecycleTest(unittest.TestCase):
