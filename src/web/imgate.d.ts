@@ -32,6 +32,10 @@ export declare function encodeFrame(op: number, seq: number, body?: Body, ver?: 
 export declare function decodeFrames(buf: ArrayBuffer | Uint8Array): Frame[];
 export declare function bodyText(frame: Frame): string;
 
+/**
+ * Reconnect backoff. camelCase fields are milliseconds; snake_case fields
+ * are seconds, as /goim/nodes/weighted returns them.
+ */
 export interface Backoff {
   baseDelay?: number;
   maxDelay?: number;
@@ -42,6 +46,21 @@ export interface Backoff {
 }
 
 export declare function backoffDelay(attempt: number, backoff?: Backoff): number;
+
+/** The data of a /goim/nodes/weighted answer (goim's NodesReply). */
+export interface NodesReply {
+  domain?: string;
+  tcp_port?: number;
+  ws_port?: number;
+  wss_port?: number;
+  heartbeat?: number;
+  heartbeat_max?: number;
+  nodes?: string[];
+  backoff?: { max_delay?: number; base_delay?: number; factor?: number; jitter?: number };
+}
+
+/** Client options (heartbeatMs, backoff in ms) from a NodesReply. */
+export declare function nodesOptions(data: NodesReply): Pick<ClientOptions, 'heartbeatMs' | 'backoff'>;
 
 export interface Token {
   mid?: number;
@@ -64,6 +83,29 @@ export interface MessageDetail extends Frame {
   text: string;
 }
 
+export interface OnlineDetail {
+  count: number;
+}
+
+export interface ReconnectDetail {
+  attempt: number;
+  delay: number;
+}
+
+export interface RoomChangeDetail {
+  room: string;
+}
+
+export interface ImgateEventMap {
+  open: CustomEvent<Record<string, never>>;
+  auth: CustomEvent<Record<string, never>>;
+  message: CustomEvent<MessageDetail>;
+  online: CustomEvent<OnlineDetail>;
+  roomchange: CustomEvent<RoomChangeDetail>;
+  close: CustomEvent<CloseDetail>;
+  reconnect: CustomEvent<ReconnectDetail>;
+}
+
 export interface CloseDetail {
   code: number;
   reason: string;
@@ -81,4 +123,14 @@ export declare class ImgateClient extends EventTarget {
   sub(ops: number[]): boolean;
   unsub(ops: number[]): boolean;
   heartbeat(): boolean;
+  addEventListener<K extends keyof ImgateEventMap>(
+    type: K,
+    listener: (ev: ImgateEventMap[K]) => void,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
+  addEventListener(
+    type: string,
+    listener: EventListenerOrEventListenerObject | null,
+    options?: boolean | AddEventListenerOptions,
+  ): void;
 }

@@ -88,16 +88,40 @@ export function bodyText(frame) {
   return decoder.decode(frame.body);
 }
 
-// Exponential backoff with jitter, goim's shape ({base_delay, max_delay,
-// factor, jitter} as /goim/nodes/weighted returns them; delays in ms).
+// Exponential backoff with jitter: the delay before reconnect number
+// attempt (0-based) is min(max, base * factor^attempt), then moved by up
+// to +-jitter of itself so that clients dropped together do not come back
+// together. Parameters in ms as {baseDelay, maxDelay, factor, jitter}, or
+// in seconds as /goim/nodes/weighted returns them ({base_delay, max_delay,
+// factor, jitter}).
 export function backoffDelay(attempt, b = {}) {
-  const base = b.baseDelay ?? b.base_delay ?? 1000;
-  const max = b.maxDelay ?? b.max_delay ?? 30000;
+  const base = b.baseDelay ?? (b.base_delay ?? 1) * 1000;
+  const max = b.maxDelay ?? (b.max_delay ?? 30) * 1000;
   const factor = b.factor ?? 1.6;
   const jitter = b.jitter ?? 0.2;
   let d = Math.min(max, base * Math.pow(factor, attempt));
   d += d * jitter * (Math.random() * 2 - 1);
   return Math.max(0, Math.round(d));
+}
+
+// ImgateClient options from the data of a /goim/nodes/weighted answer:
+// the heartbeat interval the server wants (seconds) and its reconnect
+// backoff. Fields missing or malformed keep the client's defaults.
+export function nodesOptions(data) {
+  const out = {};
+  if (!data || typeof data !== 'object') return out;
+  const num = (v) => typeof v === 'number' && Number.isFinite(v) && v >= 0;
+  if (num(data.heartbeat) && data.heartbeat > 0)
+    out.heartbeatMs = data.heartbeat * 1000;
+  const b = data.backoff;
+  if (b && typeof b === 'object') {
+    out.backoff = {};
+    if (num(b.base_delay)) out.backoff.baseDelay = b.base_delay * 1000;
+    if (num(b.max_delay)) out.backoff.maxDelay = b.max_delay * 1000;
+    if (num(b.factor) && b.factor >= 1) out.backoff.factor = b.factor;
+    if (num(b.jitter) && b.jitter <= 1) out.backoff.jitter = b.jitter;
+  }
+  return out;
 }
 
 function event(type, detail) {
@@ -136,15 +160,25 @@ export class ImgateClient extends EventTarget {
 
   connect() {
     this.closed = false;
-    this._open();
+    if (!this.ws && !this.retryTimer) this._open();
     return this;
   }
 
+  // Close for good (no reconnect). The close event fires at once; the
+  // socket's own close, whenever it comes, is ignored.
   close() {
+    const ws = this.ws;
     this.closed = true;
     clearTimeout(this.retryTimer);
+    this.retryTimer = null;
     this._stopHeartbeat();
-    if (this.ws) this.ws.close(1000, 'bye');
+    this.ws = null;
+    this.authed = false;
+    if (!ws) return;
+    ws.close(1000, 'bye');
+    this.dispatchEvent(
+      event('close', { code: 1000, reason: 'closed by the client', willReconnect: false }),
+    );
   }
 
   send(op, body) {
@@ -176,14 +210,19 @@ export class ImgateClient extends EventTarget {
     this.ws = ws;
     this.authed = false;
     this.serverReason = null;
-    ws.onopen = () => {
+    // A socket given up on (close() then connect()) may still report
+    // late: only the current one drives the client.
+    const mine = (fn) => (e) => {
+      if (this.ws === ws) fn(e);
+    };
+    ws.onopen = mine(() => {
       this.dispatchEvent(event('open', {}));
       const token =
         typeof this.token === 'string' ? this.token : JSON.stringify(this.token);
       ws.send(encodeFrame(OP.AUTH, this.seq++, token));
-    };
-    ws.onmessage = (e) => this._onData(e.data);
-    ws.onclose = (e) => this._onClose(e.code, e.reason);
+    });
+    ws.onmessage = mine((e) => this._onData(e.data));
+    ws.onclose = mine((e) => this._onClose(e.code, e.reason));
     ws.onerror = () => {};
   }
 
@@ -270,6 +309,7 @@ export class ImgateClient extends EventTarget {
     this.attempt++;
     this.dispatchEvent(event('reconnect', { attempt: this.attempt, delay }));
     this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
       if (!this.closed) this._open();
     }, delay);
   }

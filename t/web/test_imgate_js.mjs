@@ -9,6 +9,7 @@ import {
   decodeFrames,
   bodyText,
   backoffDelay,
+  nodesOptions,
   ImgateClient,
 } from '../../src/web/imgate.js';
 
@@ -65,6 +66,37 @@ test('backoffDelay grows, caps and jitters', () => {
     const d = backoffDelay(2, { ...b, jitter: 0.5 });
     assert.ok(d >= 200 && d <= 600, `delay ${d}`);
   }
+});
+
+test('backoffDelay takes goim\'s seconds from /goim/nodes/weighted', () => {
+  const b = { base_delay: 3, max_delay: 300, factor: 1.8, jitter: 0 };
+  assert.equal(backoffDelay(0, b), 3000);
+  assert.equal(backoffDelay(1, b), 5400);
+  assert.equal(backoffDelay(20, b), 300000);
+});
+
+test('nodesOptions converts a NodesReply and ignores junk', () => {
+  assert.deepEqual(
+    nodesOptions({
+      heartbeat: 30,
+      heartbeat_max: 3,
+      backoff: { max_delay: 300, base_delay: 3, factor: 1.8, jitter: 0.3 },
+    }),
+    {
+      heartbeatMs: 30000,
+      backoff: { baseDelay: 3000, maxDelay: 300000, factor: 1.8, jitter: 0.3 },
+    },
+  );
+  assert.deepEqual(nodesOptions(null), {});
+  assert.deepEqual(nodesOptions('x'), {});
+  assert.deepEqual(
+    nodesOptions({
+      heartbeat: 0,
+      backoff: { base_delay: -1, max_delay: '9', factor: 0.5, jitter: 2 },
+    }),
+    { backoff: {} },
+  );
+  assert.deepEqual(nodesOptions({ heartbeat: Infinity }), {});
 });
 
 class FakeSocket {
@@ -186,4 +218,39 @@ test('a malformed server frame closes the socket with a reason', async () => {
   FakeSocket.last.serverSends(bad);
   await tick();
   assert.match(reason, /bad frame/);
+});
+
+test('close() then connect() ignores the old socket\'s late events', async () => {
+  FakeSocket.count = 0;
+  const c = new ImgateClient('ws://x/sub', { WebSocket: FakeSocket, heartbeatMs: 60000 });
+  const closes = [];
+  c.addEventListener('close', (e) => closes.push(e.detail));
+  c.connect();
+  await tick();
+  const old = FakeSocket.last;
+  const oldClose = old.onclose;
+  old.onclose = null; // its close event is delivered below, late
+  c.close();
+  c.connect();
+  await tick();
+  assert.equal(FakeSocket.count, 2);
+  const cur = FakeSocket.last;
+  cur.serverSends(encodeFrame(OP.AUTH_REPLY, 1, null));
+  assert.equal(closes.length, 1, 'close() reports at once');
+  oldClose({ code: 1000, reason: 'bye' });
+  assert.equal(closes.length, 1, 'the late close is ignored');
+  assert.ok(c.authed);
+  assert.ok(c.heartbeat(), 'the new socket still sends');
+  // connect() while connected does not open a second socket.
+  c.connect();
+  await tick();
+  assert.equal(FakeSocket.count, 2);
+  c.close();
+  await tick();
+  assert.equal(closes.length, 2);
+  assert.deepEqual(closes[1], {
+    code: 1000,
+    reason: 'closed by the client',
+    willReconnect: false,
+  });
 });
