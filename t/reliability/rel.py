@@ -1,0 +1,461 @@
+"""What the reliability tests share: a whole node (Redis, imgate-logic,
+imgate-comet) on free ports, groups of load clients in their own processes,
+a room pusher whose payloads carry per-room sequence numbers, process
+figures (RSS, open fds) and the table of figures printed at the end.
+
+Run from the build directory (make check does) or set IMGATE_COMET,
+IMGATE_LOGIC and IMGATE_SHM. Figures are also appended, one JSON object a
+line, to $REL_FIGURES when set (make reliability sums them up).
+"""
+import http.client
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
+import warnings
+
+warnings.simplefilter("ignore", ResourceWarning)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "lib"))
+
+import harness as H  # noqa: E402
+from harness import wait_for  # noqa: E402
+
+PREFIX = "imgrel"
+PY = "/usr/bin/python3"
+_seq = [0]
+
+
+def comet_bin():
+    return os.environ.get("IMGATE_COMET") or H.find_binary("imgate-comet")
+
+
+def shm_bin():
+    return os.environ.get("IMGATE_SHM") or H.find_binary("imgate-shm")
+
+
+# ---- figures -------------------------------------------------------------------
+
+FIGURES = []
+ORDER = ("faults injected", "bad inputs tried", "connections held",
+         "pushes sent", "pushes delivered", "pushes lost", "pushes lost (reported)")
+
+
+def figure(test, name, value):
+    """One number for the table (summed per name across a run)."""
+    FIGURES.append((test, name, value))
+    path = os.environ.get("REL_FIGURES")
+    if path:
+        with open(path, "a") as f:
+            f.write(json.dumps({"test": test, "name": name, "value": value}) + "\n")
+
+
+def table(rows, title="reliability figures"):
+    """rows: (test, name, value). A plain text table the README can quote."""
+    if not rows:
+        return ""
+    w = max(len(r[0]) for r in rows)
+    n = max(len(r[1]) for r in rows)
+    out = ["%s" % title, "%-*s  %-*s  %s" % (w, "test", n, "figure", "value"),
+           "-" * (w + n + 14)]
+    for t, k, v in rows:
+        out.append("%-*s  %-*s  %s" % (w, t, n, k, v))
+    return "\n".join(out)
+
+
+def print_table():
+    sys.stdout.write("\n" + table(FIGURES) + "\n")
+    sys.stdout.flush()
+
+
+# ---- processes -------------------------------------------------------------------
+
+def rss_kb(pid):
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None
+
+
+def nfds(pid):
+    try:
+        return len(os.listdir("/proc/%d/fd" % pid))
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+
+
+def children(pid):
+    r = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return sorted(int(x) for x in r.stdout.split())
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+# ---- the node ----------------------------------------------------------------------
+
+def logic_over(**over):
+    base = {"server": {"log_level": "info"},
+            "http": {"max_body": "64k", "max_targets": "10000", "timeout": "5s"},
+            "session": {"heartbeat_timeout": "10m", "session_ttl": "30m",
+                        "online_ttl": "10s", "online_cache": "1s"}}
+    for s, v in over.items():
+        base.setdefault(s, {}).update(v)
+    return base
+
+
+class Logic(H.Logic):
+    def __init__(self, redis, **over):
+        H.Logic.__init__(self, redis, prefix=PREFIX, **logic_over(**over))
+        self.over = over
+
+    def restart(self):
+        """Start again on the same ports after a stop or a kill."""
+        self.proc = H.spawn([self.binary, "-c", self.conf_path, "-f"], self.log_path)
+        H.wait_port(self.rpc_port, self.proc)
+        H.wait_port(self.http_port, self.proc)
+
+    def metrics(self):
+        return parse_metrics(H.http("GET", self.url + "/metrics")[2].decode())
+
+
+def parse_metrics(text):
+    out = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            k, _, v = line.rpartition(" ")
+            try:
+                out[k] = float(v)
+            except ValueError:
+                pass
+    return out
+
+
+class Comet:
+    """imgate-comet (-f) with a generated config on free ports and its own
+    shm name; sized for thousands of connections."""
+
+    def __init__(self, redis, logic, workers=2, server_id=None, start=True, **over):
+        _seq[0] += 1
+        self.tcp, self.ws, self.admin = H.free_port(), H.free_port(), H.free_port()
+        self.dir = H.tempdir("imgate-rel-")
+        self.shm_name = "/imgate-rel-%d-%d" % (os.getpid(), _seq[0])
+        self.workers_n = workers
+        self.conf = {
+            "server": {"id": server_id or "rel-%d-%d" % (os.getpid(), _seq[0]),
+                       "workers": str(workers),
+                       "pid_file": os.path.join(self.dir, "comet.pid"),
+                       "log_level": "info", "drain_timeout": "3s"},
+            "listen": {"tcp": "127.0.0.1:%d" % self.tcp,
+                       "ws": "127.0.0.1:%d" % self.ws,
+                       "wss": "off",
+                       "admin": "127.0.0.1:%d" % self.admin},
+            "protocol": {"handshake_timeout": "3s", "output_limit": "256k"},
+            "shm": {"name": self.shm_name, "buckets": "128",
+                    "channels_per_bucket": "128", "rooms_per_bucket": "16",
+                    "max_workers": "8"},
+            "logic": {"addr": "127.0.0.1:%d" % logic.rpc_port, "rpc_timeout": "2s",
+                      "renew_interval": "1s"},
+            "redis": {"addr": "127.0.0.1:%d" % redis.port, "channel_prefix": PREFIX},
+        }
+        for key, value in over.items():
+            section, name = key.split("__")
+            if value is None:
+                self.conf.get(section, {}).pop(name, None)
+            else:
+                self.conf.setdefault(section, {})[name] = value
+        self.conf_path = os.path.join(self.dir, "comet.conf")
+        self.log_path = os.path.join(self.dir, "comet.log")
+        self.proc = None
+        if start:
+            self.start()
+
+    def ports(self):
+        ps = [self.admin]
+        for k in ("tcp", "ws", "wss"):
+            v = self.conf["listen"].get(k, "off")
+            if v != "off":
+                ps.append(int(v.rsplit(":", 1)[1]))
+        return ps
+
+    def start(self, wait_workers=True):
+        H.write_ini(self.conf_path, self.conf)
+        self.log_mark = len(self.log()) if os.path.exists(self.log_path) else 0
+        self.proc = H.spawn([comet_bin(), "-c", self.conf_path, "-f"], self.log_path)
+        for p in self.ports():
+            H.wait_port(p, self.proc, timeout=10)
+        if wait_workers:
+            wait_for(lambda: self.log()[self.log_mark:].count("push: connected to redis")
+                     >= self.workers_n, 10, "workers subscribed")
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def log(self):
+        try:
+            with open(self.log_path, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, text, timeout=5.0, since=0):
+        wait_for(lambda: text in self.log()[since:], timeout, "comet log %r" % text)
+
+    def metrics(self):
+        try:
+            st, _, body = H.http("GET", "http://127.0.0.1:%d/metrics" % self.admin,
+                                 timeout=3)
+        except OSError:
+            return {}
+        return parse_metrics(body.decode())
+
+    def metric(self, name, default=0):
+        return self.metrics().get(name, default)
+
+    def workers(self):
+        return children(self.pid)
+
+    def shm(self, view="summary"):
+        r = subprocess.run([shm_bin(), "-n", self.shm_name, view, "--json"],
+                           capture_output=True, text=True, timeout=20)
+        if r.returncode != 0:
+            raise AssertionError("imgate-shm %s: %s" % (view, r.stderr.strip()))
+        return json.loads(r.stdout)
+
+    def reload(self):
+        os.kill(self.pid, signal.SIGHUP)
+
+    def stop(self, timeout=10):
+        if self.proc is not None and self.proc.poll() is None:
+            H.stop_proc(self.proc, signal.SIGTERM, timeout)
+
+    def kill(self):
+        if self.proc is not None and self.proc.poll() is None:
+            H.stop_proc(self.proc, signal.SIGKILL)
+
+    def pids(self):
+        return [self.pid] + self.workers()
+
+    def rss(self):
+        """{pid: kB} of the master and every worker."""
+        return {p: rss_kb(p) for p in self.pids()}
+
+    def fds(self):
+        return {p: nfds(p) for p in self.pids()}
+
+
+def node(workers=2, comet_over=None, logic_over_=None):
+    redis = H.Redis()
+    logic = Logic(redis, **(logic_over_ or {}))
+    comet = Comet(redis, logic, workers=workers, **(comet_over or {}))
+    return redis, logic, comet
+
+
+# ---- load ----------------------------------------------------------------------
+
+class LoadGroup:
+    """Connections spread over several loadclient.py processes (each at
+    most per_proc connections, so no process nears the fd cap)."""
+
+    def __init__(self, comet, n, mid_base=100000, rooms=4, ws=True, reconnect=False,
+                 per_proc=2500, rate=1500):
+        self.procs = []
+        self.n = n
+        self.rooms = rooms
+        self.mid_base = mid_base
+        nprocs = max(1, (n + per_proc - 1) // per_proc)
+        left = n
+        base = mid_base
+        # Room of connection i is i % rooms in its process: keep each
+        # process's room numbering aligned with the global one.
+        for k in range(nprocs):
+            cnt = min(per_proc - per_proc % rooms if per_proc % rooms else per_proc, left)
+            if k == nprocs - 1:
+                cnt = left
+            argv = [PY, os.path.join(HERE, "loadclient.py"), "--tcp", str(comet.tcp),
+                    "-n", str(cnt), "--mid-base", str(base), "--rooms", str(rooms),
+                    "--rate", str(rate / nprocs)]
+            if ws:
+                argv += ["--ws", str(comet.ws)]
+            if reconnect:
+                argv.append("--reconnect")
+            p = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                 text=True, bufsize=1)
+            H._procs.append(p)
+            self.procs.append(p)
+            base += cnt
+            left -= cnt
+            if left <= 0:
+                break
+
+    def ask(self, cmd, timeout=30):
+        outs = []
+        for p in self.procs:
+            p.stdin.write(cmd + "\n")
+            p.stdin.flush()
+        for p in self.procs:
+            line = p.stdout.readline()
+            if not line:
+                raise AssertionError("loadclient %d died" % p.pid)
+            outs.append(json.loads(line))
+        return outs
+
+    def status(self):
+        tot = {"up": 0, "closed": 0, "reconnects": 0, "connect_fail": 0, "bad": 0,
+               "received": 0, "pending": 0, "reasons": {}}
+        for s in self.ask("status"):
+            for k in tot:
+                if k == "reasons":
+                    for r, v in s["reasons"].items():
+                        tot["reasons"][r] = tot["reasons"].get(r, 0) + v
+                else:
+                    tot[k] += s[k]
+        return tot
+
+    def wait_up(self, n=None, timeout=60):
+        n = self.n if n is None else n
+        return wait_for(lambda: (lambda s: s if s["up"] >= n else None)(self.status()),
+                        timeout, "%d connections up" % n)
+
+    def report(self):
+        """Per room: sums over every process."""
+        rooms = {}
+        for rep in self.ask("report"):
+            for room, r in rep.items():
+                t = rooms.setdefault(room, {"conns": 0, "stayed": 0, "seen": 0,
+                                            "holes": 0, "dups": 0, "never": 0,
+                                            "kept": 0, "seen_other": 0,
+                                            "first_min": None, "last_min": None,
+                                            "last_max": None, "first_max": None})
+                for k in ("conns", "stayed", "seen", "holes", "dups", "never", "kept",
+                          "seen_other"):
+                    t[k] += r.get(k, 0)
+                for k, f in (("first_min", min), ("last_min", min), ("last_max", max),
+                             ("first_max", max)):
+                    if r[k] is not None:
+                        t[k] = r[k] if t[k] is None else f(t[k], r[k])
+        return rooms
+
+    def keys(self):
+        out = {}
+        for k in self.ask("keys"):
+            out.update(k)
+        return out
+
+    def quit(self):
+        for p in self.procs:
+            try:
+                p.stdin.write("quit\n")
+                p.stdin.flush()
+            except (BrokenPipeError, OSError):
+                pass
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            if p in H._procs:
+                H._procs.remove(p)
+
+
+class Pusher:
+    """Room pushes through logic's HTTP API on one keep-alive connection;
+    the body of push n to room r is "live://r:n"."""
+
+    def __init__(self, logic, rooms, token=None):
+        self.logic = logic
+        self.rooms = ["live://rel%d" % i for i in range(rooms)]
+        self.next = {r: 1 for r in self.rooms}
+        self.sent = 0      # answered code 0
+        self.failed = 0    # refused or no answer
+        self.token = token
+        self.conn = None
+
+    def _conn(self):
+        if self.conn is None:
+            self.conn = http.client.HTTPConnection("127.0.0.1", self.logic.http_port,
+                                                   timeout=5)
+        return self.conn
+
+    def push_room(self, room):
+        """One push; True when logic answered code 0. A failed push keeps
+        its number (the next try reuses it), so holes mean loss."""
+        n = self.next[room]
+        q = urllib.parse.urlencode({"operation": 1000, "type": "live",
+                                    "room": room.split("://", 1)[1]})
+        body = ("%s:%d" % (room, n)).encode()
+        headers = {"Content-Type": "application/octet-stream"}
+        if self.token:
+            headers["Authorization"] = "Bearer " + self.token
+        try:
+            c = self._conn()
+            c.request("POST", "/goim/push/room?" + q, body, headers)
+            r = c.getresponse()
+            data = r.read()
+            ok = r.status == 200 and json.loads(data)["code"] == 0
+        except (OSError, http.client.HTTPException, ValueError):
+            if self.conn is not None:
+                self.conn.close()
+            self.conn = None
+            ok = False
+        if ok:
+            self.next[room] = n + 1
+            self.sent += 1
+        else:
+            self.failed += 1
+        return ok
+
+    def round(self):
+        """One push to every room; number answered code 0."""
+        return sum(1 for r in self.rooms if self.push_room(r))
+
+    def pushed(self, room):
+        return self.next[room] - 1
+
+
+def settle(group, pusher, timeout=10):
+    """Wait until every stayed-up connection saw its room's last push."""
+    def done():
+        rep = group.report()
+        for room, r in rep.items():
+            if r["stayed"] and r["last_min"] != pusher.pushed(room):
+                return None
+        return rep
+    try:
+        return wait_for(done, timeout, "every push delivered")
+    except AssertionError:
+        return group.report()
+
+
+def losses(rep, pusher, group_rooms_conns=None):
+    """(expected, seen, lost, dups) over connections that stayed up."""
+    exp = seen = dups = 0
+    for room, r in rep.items():
+        exp += r["stayed"] * pusher.pushed(room)
+        seen += r["seen"]
+        dups += r["dups"]
+    return exp, seen, exp - seen, dups
+
+
+def main():
+    """unittest's main, then the table; the exit status is the tests'."""
+    import unittest
+    prog = unittest.main(verbosity=2, exit=False)
+    print_table()
+    sys.exit(0 if prog.result.wasSuccessful() else 1)
