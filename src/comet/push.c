@@ -33,9 +33,11 @@ struct push_pace {
 struct push {
 	struct sess_worker *sw;
 	redisAsyncContext *ac;
-	int ready;     /* connected; subscriptions sent */
-	int closing;   /* push_free in progress: do not reconnect */
-	int was_ready; /* connected before: a reconnect follows an outage */
+	int ready;      /* connected; subscriptions sent */
+	int closing;    /* push_free in progress: do not reconnect */
+	int was_ready;  /* connected before: a reconnect follows an outage */
+	unsigned fails; /* connection attempts failed in a row */
+	uint64_t bad_log_ms; /* last "bad envelope" line (rate limit) */
 	long backoff_ms;
 	struct event *retry;
 	struct event *flush;
@@ -527,7 +529,11 @@ push_message_cb(redisAsyncContext *ac, void *r, void *privdata)
 	if (envelope_decode(msg->str, msg->len, &p->scratch, &e, err,
 	                    sizeof(err)) == -1) {
 		sess_count_add(p->sw, SHM_C_DROP_BAD_ENVELOPE, 1);
-		log_warn("push: bad envelope on %s: %s", ch->str, err);
+		/* Counted always; logged at most once a second. */
+		if (sess_mono_ms() - p->bad_log_ms >= 1000) {
+			p->bad_log_ms = sess_mono_ms();
+			log_warn("push: bad envelope on %s: %s", ch->str, err);
+		}
 		return;
 	}
 	push_deliver(p, &e);
@@ -563,8 +569,11 @@ push_connect_cb(const redisAsyncContext *ac, int status)
 
 	if (status != REDIS_OK) {
 		/* hiredis frees the context after this callback. */
-		log_warn("push: redis %s:%d: %s", c->redis.host, c->redis.port,
-		         ac->errstr);
+		/* The first failure of an outage is worth a line; retries not.
+		 */
+		log_msg(p->fails++ == 0 ? LOG_LVL_WARN : LOG_LVL_DEBUG,
+		        "push: redis %s:%d: %s (retrying)", c->redis.host,
+		        c->redis.port, ac->errstr);
 		p->ac = NULL;
 		p->ready = 0;
 		if (!p->closing)
@@ -573,6 +582,7 @@ push_connect_cb(const redisAsyncContext *ac, int status)
 	}
 	log_info("push: connected to redis %s:%d", c->redis.host,
 	         c->redis.port);
+	p->fails = 0;
 	/* A subscriber only listens: keepalive notices a vanished host. */
 	redisEnableKeepAlive(&p->ac->c);
 	p->backoff_ms = PUSH_BACKOFF_MIN_MS;
@@ -617,8 +627,9 @@ push_connect(struct push *p)
 
 	p->ac = redisAsyncConnect(host, c->redis.port);
 	if (p->ac == NULL || p->ac->err) {
-		log_warn("push: redis %s:%d: %s", host, c->redis.port,
-		         p->ac ? p->ac->errstr : "out of memory");
+		log_msg(p->fails++ == 0 ? LOG_LVL_WARN : LOG_LVL_DEBUG,
+		        "push: redis %s:%d: %s (retrying)", host, c->redis.port,
+		        p->ac ? p->ac->errstr : "out of memory");
 		if (p->ac != NULL)
 			redisAsyncFree(p->ac);
 		p->ac = NULL;
