@@ -147,6 +147,19 @@ try {
   await alice.screenshot({ path: join(SHOT_DIR, 'demo.png') });
   await carol.screenshot({ path: join(SHOT_DIR, 'demo-carol-after.png') });
 
+  step = 'a page changes room (op 12) and gets that room\'s messages';
+  await carol.fill('#room', '1000');
+  await carol.click('#connect');
+  await carol.waitForSelector('#messages li.system:has-text("moved to room 1000")', {
+    timeout: T,
+  });
+  await online(alice, 3);
+  await online(carol, 3);
+  await send(alice, 'welcome carol');
+  await seen(carol, 'welcome carol');
+  await seen(bob, 'welcome carol');
+  await carol.screenshot({ path: join(SHOT_DIR, 'demo-carol-moved.png') });
+
   step = 'no page errors';
   check(problems.length === 0, problems.join('; '));
   say('all steps passed');
