@@ -980,7 +980,7 @@ demo_reply(struct api *a, struct evhttp_request *req, int status,
            const char *text)
 {
 	struct evbuffer *b = evbuffer_new();
-	enum api_code code = status < 300    ? CODE_OK
+	enum api_code code = status < 400    ? CODE_OK
 	                     : status == 404 ? CODE_NOT_FOUND
 	                     : status < 500  ? CODE_BAD_REQUEST
 	                                     : CODE_SERVER_ERROR;
