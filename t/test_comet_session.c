@@ -1048,6 +1048,44 @@ START_TEST(test_connect_answered_late)
 }
 END_TEST
 
+START_TEST(test_sbuf_pool)
+{
+	struct sbuf *a, *b, *big;
+
+	sbuf_pool_drain();
+	a = sbuf_new(100);
+	ck_assert_ptr_nonnull(a);
+	ck_assert_uint_eq(a->len, 100);
+	memset(a->data, 'a', 100);
+	sbuf_ref(a);
+	sbuf_unref(a);
+	ck_assert_uint_eq(sbuf_pool_count(), 0); /* still referenced */
+	sbuf_unref(a);
+	ck_assert_uint_eq(sbuf_pool_count(), 1);
+	/* The same class reuses it; another class does not. */
+	b = sbuf_new(2000);
+	ck_assert_ptr_ne(b, a);
+	ck_assert_uint_eq(sbuf_pool_count(), 1);
+	sbuf_unref(b);
+	b = sbuf_new(1);
+	ck_assert_ptr_eq(b, a);
+	ck_assert_uint_eq(b->refs, 1);
+	ck_assert_uint_eq(b->len, 1);
+	/* Past the largest class: plain malloc, never pooled. */
+	big = sbuf_new(100000);
+	ck_assert_ptr_nonnull(big);
+	memset(big->data, 'b', 100000);
+	sbuf_unref(big);
+	ck_assert_uint_eq(sbuf_pool_count(), 1);
+	sbuf_unref(b);
+	ck_assert_uint_eq(sbuf_pool_count(), 2);
+	ck_assert_ptr_null(sbuf_new((size_t)UINT32_MAX));
+	sbuf_unref(NULL);
+	sbuf_pool_drain();
+	ck_assert_uint_eq(sbuf_pool_count(), 0);
+}
+END_TEST
+
 static int drained;
 
 static void
@@ -1157,6 +1195,7 @@ session_suite(void)
 	tcase_add_test(tc, test_broadcast);
 	tcase_add_test(tc, test_batch_window);
 	tcase_add_test(tc, test_connect_answered_late);
+	tcase_add_test(tc, test_sbuf_pool);
 	tcase_add_test(tc, test_same_key_replaces);
 	tcase_add_test(tc, test_slow_client);
 	tcase_add_test(tc, test_ws_control_and_errors);

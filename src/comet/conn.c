@@ -1334,4 +1334,5 @@ sess_free(struct worker *w)
 	free(sw->trace);
 	free(sw);
 	w->sess = NULL;
+	sbuf_pool_drain();
 }

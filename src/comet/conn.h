@@ -35,16 +35,23 @@
 struct logic;
 struct push;
 
-/* A refcounted, immutable buffer shared by every recipient of a push. */
+/*
+ * A refcounted, immutable buffer shared by every recipient of a push.
+ * Small ones come from per-worker free lists (push.c).
+ */
 struct sbuf {
 	uint32_t refs;
 	uint32_t len;
+	uint32_t cls; /* free-list class, or past the last for malloc */
 	uint8_t data[];
 };
 
 struct sbuf *sbuf_new(size_t len);
 void sbuf_ref(struct sbuf *b);
 void sbuf_unref(struct sbuf *b);
+/* Free the buffers kept on the free lists (at exit), and count them. */
+void sbuf_pool_drain(void);
+size_t sbuf_pool_count(void);
 
 enum conn_state {
 	CONN_WS_HANDSHAKE = 0,

@@ -57,15 +57,48 @@ static void push_message_cb(redisAsyncContext *ac, void *r, void *privdata);
 
 /* Shared buffers ---------------------------------------------------------- */
 
+/*
+ * Per-worker free lists of fixed-size buffers (goim's Round of Pools): a
+ * worker is one thread, so no lock. Most pushes are small; their buffers
+ * come back here instead of going through malloc for every message.
+ * Larger ones are plain allocations.
+ */
+#define SBUF_CLASSES  3
+#define SBUF_FREE_MAX 1024
+
+static const size_t sbuf_class_size[SBUF_CLASSES] = {256, 1024, 4096};
+/* Buffers kept per class: at most 1.25 MiB idle per worker. */
+static const size_t sbuf_class_keep[SBUF_CLASSES] = {SBUF_FREE_MAX, 512, 128};
+
+static struct sbuf_pool {
+	void *free[SBUF_FREE_MAX];
+	size_t nfree;
+} sbuf_pools[SBUF_CLASSES];
+
 struct sbuf *
 sbuf_new(size_t len)
 {
-	struct sbuf *b;
+	struct sbuf *b = NULL;
+	size_t total = sizeof(*b) + len;
+	uint32_t cls;
 
-	if (len > UINT32_MAX || (b = malloc(sizeof(*b) + len)) == NULL)
+	if (len > UINT32_MAX - sizeof(*b))
+		return NULL;
+	for (cls = 0; cls < SBUF_CLASSES; cls++)
+		if (total <= sbuf_class_size[cls])
+			break;
+	if (cls < SBUF_CLASSES) {
+		if (sbuf_pools[cls].nfree > 0)
+			b = sbuf_pools[cls].free[--sbuf_pools[cls].nfree];
+		else
+			b = malloc(sbuf_class_size[cls]);
+	} else
+		b = malloc(total);
+	if (b == NULL)
 		return NULL;
 	b->refs = 1;
 	b->len = (uint32_t)len;
+	b->cls = cls;
 	return b;
 }
 
@@ -78,8 +111,38 @@ sbuf_ref(struct sbuf *b)
 void
 sbuf_unref(struct sbuf *b)
 {
-	if (b != NULL && --b->refs == 0)
-		free(b);
+	struct sbuf_pool *pl;
+
+	if (b == NULL || --b->refs > 0)
+		return;
+	if (b->cls < SBUF_CLASSES) {
+		pl = &sbuf_pools[b->cls];
+		if (pl->nfree < sbuf_class_keep[b->cls]) {
+			pl->free[pl->nfree++] = b;
+			return;
+		}
+	}
+	free(b);
+}
+
+void
+sbuf_pool_drain(void)
+{
+	size_t i;
+
+	for (i = 0; i < SBUF_CLASSES; i++)
+		while (sbuf_pools[i].nfree > 0)
+			free(sbuf_pools[i].free[--sbuf_pools[i].nfree]);
+}
+
+size_t
+sbuf_pool_count(void)
+{
+	size_t i, n = 0;
+
+	for (i = 0; i < SBUF_CLASSES; i++)
+		n += sbuf_pools[i].nfree;
+	return n;
 }
 
 int
