@@ -298,6 +298,29 @@ class SessionTest(unittest.TestCase):
         self.logic.push("keys", 1000, "after", keys="good-72")
         self.assertEqual(good.expect(1000).body, b"after")
 
+    def test_drops_counted(self):
+        m = self.comet.metric
+        no_key = m("imgate_comet_drop_no_key_total")
+        bad = m("imgate_comet_drop_bad_envelope_total")
+        not_watch = m("imgate_comet_drop_not_watch_total")
+        c = self.connect("tcp", token(95, "", (1000,), key="key-95"))
+        node = "%s:node:node-a" % PREFIX
+        publish_pipelined(self.redis, [
+            (node, {"type": 0, "operation": 1000, "server": "node-a",
+                    "keys": ["nobody-here"], "msg": b"x"}),
+            (node, {"type": 0, "operation": 1001, "server": "node-a",
+                    "keys": ["key-95"], "msg": b"x"}),
+            (node, {"type": "not an int"}),
+        ])
+        # Every worker sees a key push: an unknown key counts once per
+        # node; a bad envelope once per worker that received it (2).
+        H.wait_for(lambda: m("imgate_comet_drop_bad_envelope_total") == bad + 2,
+                   3, "bad envelopes counted")
+        H.wait_for(lambda: m("imgate_comet_drop_not_watch_total") == not_watch + 1,
+                   3, "not watched counted")
+        self.assertEqual(m("imgate_comet_drop_no_key_total"), no_key + 1)
+        self.assertIsNone(c.recv(0.2))
+
     def test_ws_path_and_ping(self):
         with self.assertRaises(Exception):
             GoimClient.ws(self.comet.ws, path="/nope")
