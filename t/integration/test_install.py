@@ -134,6 +134,11 @@ class Service:
 
     def run(self, action, timeout=30):
         env = dict(os.environ, IMGATE_DEFAULT=self.defaults)
+        # Detached daemons have no stderr: sanitizer reports go to files
+        # the test checks (no effect on a normal build).
+        for var in ("ASAN_OPTIONS", "UBSAN_OPTIONS"):
+            opts = [o for o in env.get(var, "").split(":") if o]
+            env[var] = ":".join(opts + ["log_path=" + os.path.join(self.t.tmp, "san")])
         env.pop("IMGATE_CONF", None)
         r = subprocess.run([self.script, action], env=env, capture_output=True,
                            text=True, timeout=timeout)
@@ -203,6 +208,11 @@ class InstallTest(unittest.TestCase):
             pass
         if self.redis is not None:
             self.redis.stop()
+        reports = [f for f in os.listdir(self.tmp) if f.startswith("san.")]
+        for f in reports:
+            sys.stderr.write(read(os.path.join(self.tmp, f)))
+            os.unlink(os.path.join(self.tmp, f))
+        self.assertEqual(reports, [], "sanitizer reports")
 
     # ---- fixtures -------------------------------------------------------
 
