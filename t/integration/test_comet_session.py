@@ -8,6 +8,7 @@ Run from the build directory (make check does) or set IMGATE_COMET and
 IMGATE_LOGIC.
 """
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -324,6 +325,7 @@ class SessionTest(unittest.TestCase):
     def test_ws_path_and_ping(self):
         with self.assertRaises(Exception):
             GoimClient.ws(self.comet.ws, path="/nope")
+        # (the refused client's socket is closed by the error path)
         c = self.connect("ws", token(81))
         c.ping(b"hi")
         f = c.recv(2)
@@ -364,6 +366,7 @@ class RestartTest(unittest.TestCase):
         self.assertEqual(str(e.exception), "logic unavailable")
         self.assertGreaterEqual(c.heartbeat(), 1)
         c.close()
+        n.close()
         comet.d.stop()
         redis.stop()
 
@@ -374,6 +377,30 @@ class RestartTest(unittest.TestCase):
             return False
         f = c.recv(0.3)
         return f is not None and f.body == b"after"
+
+    def test_sigterm_drains(self):
+        redis = H.Redis()
+        logic = Logic(redis)
+        comet = Comet(redis, logic, "node-d")
+        a = comet.client("tcp")
+        a.auth(token(301, "live://d", key="d-301"))
+        b = comet.client("ws")
+        b.auth(token(302, "live://d", key="d-302"))
+        r = redis.client()
+        self.assertIsNotNone(r.command("GET", "%s:key:d-301" % PREFIX))
+        os.kill(comet.d.pid, signal.SIGTERM)
+        self.assertEqual(a.disconnect_reason(), "server shutting down")
+        self.assertEqual(b.disconnect_reason(), "server shutting down")
+        self.assertTrue(a.closed() and b.closed())
+        self.assertEqual(comet.d.proc.wait(timeout=10), 0)
+        # Each session was handed back to logic (Disconnect) on the way.
+        H.wait_for(lambda: r.command("GET", "%s:key:d-301" % PREFIX) is None,
+                   3, "session removed")
+        self.assertIsNone(r.command("GET", "%s:key:d-302" % PREFIX))
+        a.close()
+        b.close()
+        r.close()
+        redis.stop()
 
     def test_wss(self):
         d = H.tempdir("imgate-tls-")
@@ -436,6 +463,7 @@ class RestartTest(unittest.TestCase):
         self.assertGreater(time.monotonic() - t_auth, 1.8)
         self.assertTrue(b.closed())
         a.close()
+        b.close()
         ca.d.stop()
         cb.d.stop()
         redis.stop()

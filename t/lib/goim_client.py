@@ -92,7 +92,11 @@ class GoimClient:
            headers=None):
         s = sock or socket.create_connection((host, port), timeout=timeout)
         c = cls(s, True)
-        c._upgrade("%s:%d" % (host, port), path, headers or {})
+        try:
+            c._upgrade("%s:%d" % (host, port), path, headers or {})
+        except Exception:
+            c.close()
+            raise
         return c
 
     @classmethod
