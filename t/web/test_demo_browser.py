@@ -104,6 +104,12 @@ def main():
         print("SKIP: %s is missing: install Debian's chromium package "
               "(apt-get install chromium) to run the browser test" % CHROMIUM)
         return 77
+    ver = subprocess.run(["node", "--version"], capture_output=True,
+                         text=True).stdout.strip()
+    if int(ver.lstrip("v").split(".")[0] or 0) < 20:
+        print("SKIP: playwright-core needs Node 20 or later, this is %s"
+              % ver)
+        return 77
     H.hard_timeout(150)
     pw = install_playwright()
     redis = H.Redis()
