@@ -89,6 +89,10 @@ class Load:
         self.received = 0
         self.reasons = {}
         self.kept = {}  # per-room sums of incarnations that ended (reconnect)
+        self.churn_rate = 0.0
+        self.churned = 0
+        self.churn_due = 0.0
+        self.churn_t = 0.0
 
     # -- connection life ----------------------------------------------------
 
@@ -180,6 +184,7 @@ class Load:
         k = self.kept.setdefault(c.room, [0, 0, 0])
         k[0] += c.count
         k[1] += c.dups
+        k[2] += c.holes
 
     # -- input --------------------------------------------------------------
 
@@ -295,7 +300,8 @@ class Load:
             out = {"up": self.up, "closed": self.closed, "reconnects": self.reconnects,
                    "connect_fail": self.connect_fail, "bad": self.bad,
                    "received": self.received, "pending": len(self.pending),
-                   "reasons": self.reasons, "n": len(self.conns)}
+                   "reasons": self.reasons, "n": len(self.conns),
+                   "churned": self.churned}
         elif cmd == "report":
             # Per room, over connections up since before the first push:
             # how many saw it, pushes seen, holes, duplicates, last n seen.
@@ -314,8 +320,11 @@ class Load:
                     r["last"].append(c.last)
                 else:
                     r["seen_other"] = r.get("seen_other", 0) + c.count
+            for c in self.conns:
+                rooms[c.room]["holes_all"] = rooms[c.room].get("holes_all", 0) + c.holes
             for room, k in self.kept.items():
                 rooms[room]["kept"] = k[0]
+                rooms[room]["holes_all"] = rooms[room].get("holes_all", 0) + k[2]
             for r in rooms.values():
                 f = [x for x in r["first"] if x is not None]
                 l = [x for x in r["last"] if x is not None]
@@ -324,6 +333,11 @@ class Load:
                 r["never"] = len(r["first"]) - len(f)
                 del r["first"], r["last"]
             out = rooms
+        elif cmd.startswith("churn "):
+            # Close this many up connections a second (the client leaves);
+            # with --reconnect they come back: connect, auth, join, leave.
+            self.churn_rate = float(cmd.split()[1])
+            out = {"ok": True}
         elif cmd == "keys":
             out = {c.key: {"up": c.state == "up", "inc": c.incarnation}
                    for c in self.conns}
@@ -359,6 +373,21 @@ class Load:
                 self.start(self.pending.pop(0))
                 started += 1
                 inflight += 1
+            if self.churn_rate <= 0:
+                self.churn_t = now
+            else:
+                self.churn_due += self.churn_rate * (now - self.churn_t)
+                ups = None
+                while self.churn_due >= 1:
+                    self.churn_due -= 1
+                    if ups is None:
+                        ups = [c for c in self.conns if c.state == "up"]
+                    if not ups:
+                        break
+                    c = ups.pop(random.randrange(len(ups)))
+                    self.churned += 1
+                    self.drop(c, "churn", counted=False)
+                self.churn_t = now
             if self.retry:
                 due = [x for x in self.retry if x[0] <= now]
                 if due:

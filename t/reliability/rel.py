@@ -317,7 +317,7 @@ class LoadGroup:
 
     def status(self):
         tot = {"up": 0, "closed": 0, "reconnects": 0, "connect_fail": 0, "bad": 0,
-               "received": 0, "pending": 0, "reasons": {}}
+               "received": 0, "pending": 0, "reasons": {}, "churned": 0}
         for s in self.ask("status"):
             for k in tot:
                 if k == "reasons":
@@ -339,11 +339,11 @@ class LoadGroup:
             for room, r in rep.items():
                 t = rooms.setdefault(room, {"conns": 0, "stayed": 0, "seen": 0,
                                             "holes": 0, "dups": 0, "never": 0,
-                                            "kept": 0, "seen_other": 0,
+                                            "kept": 0, "seen_other": 0, "holes_all": 0,
                                             "first_min": None, "last_min": None,
                                             "last_max": None, "first_max": None})
                 for k in ("conns", "stayed", "seen", "holes", "dups", "never", "kept",
-                          "seen_other"):
+                          "seen_other", "holes_all"):
                     t[k] += r.get(k, 0)
                 for k, f in (("first_min", min), ("last_min", min), ("last_max", max),
                              ("first_max", max)):
@@ -386,6 +386,7 @@ class Pusher:
         self.failed = 0    # refused or no answer
         self.token = token
         self.conn = None
+        self.errors = []  # why pushes failed, for the report
 
     def _conn(self):
         if self.conn is None:
@@ -409,7 +410,11 @@ class Pusher:
             r = c.getresponse()
             data = r.read()
             ok = r.status == 200 and json.loads(data)["code"] == 0
-        except (OSError, http.client.HTTPException, ValueError):
+            if not ok:
+                self.errors.append("%s %s:%d: HTTP %d %r" % (
+                    time.strftime("%H:%M:%S"), room, n, r.status, data[:200]))
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            self.errors.append("%s %s:%d: %r" % (time.strftime("%H:%M:%S"), room, n, e))
             if self.conn is not None:
                 self.conn.close()
             self.conn = None
@@ -456,6 +461,6 @@ def losses(rep, pusher, group_rooms_conns=None):
 def main():
     """unittest's main, then the table; the exit status is the tests'."""
     import unittest
-    prog = unittest.main(verbosity=2, exit=False)
+    prog = unittest.main(verbosity=2, exit=False, warnings="ignore")
     print_table()
     sys.exit(0 if prog.result.wasSuccessful() else 1)
