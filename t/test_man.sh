@@ -22,10 +22,18 @@ fail() {
 	fails=$((fails + 1))
 }
 
-# Pages are the files named NAME.N whose text starts like a manual page.
-pages=$(find "$srcdir" -path "$srcdir/.git" -prune -o \
-	-path "$srcdir/autom4te.cache" -prune -o \
-	-type f -name '*.[1-9]' -print | sort)
+# Pages are the files named NAME.N whose text starts like a manual page:
+# in the source tree, and those built from NAME.N.in in the build tree
+# (the working directory of make check).
+list_pages() {
+	find "$1" -path "$1/.git" -prune -o -path "$1/autom4te.cache" -prune \
+		-o -path "$1/imgate-*" -prune -o -type f -name '*.[1-9]' -print
+}
+pages=$( (list_pages "$srcdir"; [ "$(cd "$srcdir" && pwd)" = "$(pwd)" ] || list_pages .) | sort)
+for t in $(find "$srcdir" -path "$srcdir/.git" -prune -o -type f -name '*.[1-9].in' -print); do
+	echo "$pages" | grep -q "/$(basename "$t" .in)\$" ||
+		fail "$(basename "$t" .in) not built from $t: run make first"
+done
 n=0
 for p in $pages; do
 	head -n 5 "$p" | grep -q '^\.\(Dd\|TH\|Dt\)' || continue

@@ -277,6 +277,7 @@ class InstallTest(unittest.TestCase):
                            ("imgate-protocol.7", "man7")):
             self.assertTrue(one(f, page).endswith("/man/%s/%s" % (sect, page)),
                             f.get(page))
+            self.assertNotRegex(read(one(f, page)), r"@[a-z]+@", page)
         for conf in ("imgate-comet.conf", "imgate-logic.conf"):
             self.assertTrue(one(f, conf).endswith("/imgate/" + conf))
         rot = one(f, "imgate")
