@@ -69,6 +69,39 @@ for p in $pages; do
 	done
 done
 
+# imgate.conf(5) documents every setting of the sample configs (which
+# list every setting the daemons know), in the right section.
+keys_of_conf() {
+	awk '/^\[[a-z_]+\]/ { gsub(/[][]/, ""); s = $1; next }
+	     match($0, /^[;#]?[a-z_]+[ \t]*=/) {
+		k = substr($0, 1, RLENGTH); gsub(/[;# \t=]/, "", k); print s "." k }' "$1" | sort -u
+}
+keys_of_man() {
+	awk -v part="$2" '/^\.Sh IMGATE-COMET.CONF/ { in_part = (part == "comet"); next }
+	     /^\.Sh IMGATE-LOGIC.CONF/ { in_part = (part == "logic"); next }
+	     /^\.Sh / { in_part = 0 }
+	     in_part && /^\.Ss \[/ { s = $2; gsub(/[][]/, "", s); next }
+	     in_part && /^\.It Ic .* Li =/ {
+		line = $0; sub(/^\.It Ic /, "", line); sub(/ Li =.*/, "", line)
+		n = split(line, ks, / , /)
+		for (i = 1; i <= n; i++) print s "." ks[i] }' "$1" | sort -u
+}
+confman=$srcdir/man/imgate.conf.5.in
+for d in comet logic; do
+	sample=$srcdir/etc/imgate-$d.conf
+	[ -f "$sample" ] && [ -f "$confman" ] || { fail "$sample or $confman missing"; continue; }
+	keys_of_conf "$sample" >"$out.conf"
+	keys_of_man "$confman" $d >"$out.man"
+	[ -s "$out.conf" ] || fail "no settings found in $sample"
+	for k in $(comm -23 "$out.conf" "$out.man"); do
+		fail "imgate.conf(5) does not document [${k%%.*}] ${k#*.} of imgate-$d.conf"
+	done
+	for k in $(comm -13 "$out.conf" "$out.man"); do
+		fail "imgate.conf(5) documents [${k%%.*}] ${k#*.}, unknown to imgate-$d.conf"
+	done
+	rm -f "$out.conf" "$out.man"
+done
+
 if [ $n -lt 6 ]; then
 	fail "found $n manual pages under $srcdir, expected at least 6"
 fi
