@@ -220,6 +220,49 @@ class SecurityTest(unittest.TestCase):
         wait_for(lambda: self.comet.metric("imgate_comet_conn_current") == 0, 5,
                  "no connection left")
 
+    def ping_flood(self, auth, limit_mb=64):
+        """A WebSocket client sends pings as fast as it can and never reads
+        the pongs: like any output to a client that does not read, they are
+        bounded by output_limit (256k here). Returns (MB sent, worker RSS
+        growth in kB, closed)."""
+        from test_rel_badinput import wsf
+        rss0 = {p: rel.rss_kb(p) for p in self.comet.workers()}
+        c = GoimClient.ws(self.comet.ws)
+        c.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        if auth:
+            c.auth(token(60, key="sec-ping"))
+        blob = wsf(b"p" * 125, opcode=0x9) * 500
+        sent = 0
+        closed = False
+        c.sock.settimeout(2)
+        t0 = time.monotonic()
+        try:
+            while sent < limit_mb << 20 and time.monotonic() - t0 < 10:
+                c.sock.sendall(blob)
+                sent += len(blob)
+        except OSError:
+            closed = True
+        grew = max(rel.rss_kb(p) - rss0[p] for p in rss0 if rel.alive(p))
+        c.close()
+        type(self).tried += 1
+        return sent / 1048576.0, grew, closed
+
+    def test_ws_ping_flood(self):
+        for auth in (False, True):
+            with self.subTest(auth=auth):
+                self._ping_flood_case(auth)
+
+    def _ping_flood_case(self, auth):
+        if True:
+            mb, grew, closed = self.ping_flood(auth)
+            what = "authenticated" if auth else "anonymous"
+            sys.stderr.write("ping flood (%s): %.0f MB of pings sent, worker RSS +%d kB, "
+                             "closed: %s\n" % (what, mb, grew, closed))
+            self.assertLess(grew, 16384, "%s WebSocket ping flood (%.0f MB, pongs never "
+                            "read) grew a worker by %d kB: pongs escape output_limit"
+                            % (what, mb, grew))
+            self.assertTrue(closed, "%s ping flood not disconnected" % what)
+
     @classmethod
     def tearDownClass(cls):
         rel.figure("security", "bad inputs tried", cls.tried)
