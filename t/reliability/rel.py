@@ -387,8 +387,15 @@ class Pusher:
         self.token = token
         self.conn = None
         self.errors = []  # why pushes failed, for the report
+        self.used = 0.0
 
     def _conn(self):
+        # Logic closes idle keep-alive connections (its [http] timeout);
+        # a request racing that close would fail without reaching it.
+        if self.conn is not None and time.monotonic() - self.used > 2.0:
+            self.conn.close()
+            self.conn = None
+        self.used = time.monotonic()
         if self.conn is None:
             self.conn = http.client.HTTPConnection("127.0.0.1", self.logic.http_port,
                                                    timeout=5)

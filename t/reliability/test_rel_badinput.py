@@ -500,6 +500,10 @@ class BadInputTest(unittest.TestCase):
             try:
                 st, _, data = H.http(method, url + path, body, timeout=5)
             except OSError as e:
+                # A request line over the server's header limit may be cut
+                # off while it is still being sent: refused, not served.
+                if len(path) > 8000:
+                    continue
                 self.fail("%s %s: %r" % (method, path[:60], e))
             if want in (413, 405, 404):
                 self.assertEqual(st, want, "%s %s -> %d %r" % (method, path[:80], st, data[:200]))
@@ -544,7 +548,7 @@ class BadInputTest(unittest.TestCase):
         self.assertEqual((st, res["code"]), (200, 0))
         for _ in range(3):
             self.pusher.round()
-        self.assertEqual(self.pusher.failed, 0)
+        self.assertEqual(self.pusher.failed, 0, self.pusher.errors)
         t0 = time.monotonic()
         for s in idle:
             s.settimeout(max(0.1, 9 - (time.monotonic() - t0)))
