@@ -511,6 +511,41 @@ class InstallTest(unittest.TestCase):
         self.assertGreater(limit, 1000)
         comet.expect("stop", 0)
 
+    def test_start_failures(self):
+        import socket
+        self.start_redis()
+        logic = self.logic()
+        comet = self.comet(logic)
+        # A taken client port: the comet's start fails with status 1.
+        with socket.socket() as taken:
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            taken.bind(("127.0.0.1", comet.tcp))
+            taken.listen(1)
+            out = comet.expect("start", 1)
+            self.assertIn("failed to start", out)
+            comet.expect("status", 3)
+            # logic detaches before it binds: the script catches the early
+            # exit, or status reports it right after.
+            with socket.socket() as taken2:
+                taken2.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                taken2.bind(("127.0.0.1", logic.http))
+                taken2.listen(1)
+                rc, out = logic.run("start")
+                self.assertIn(rc, (0, 1), out)
+                wait_for(lambda: logic.run("status")[0] == 3, 5,
+                         "imgate-logic gone after failing to bind")
+                logic.wait_log("http")
+        # A missing program or config: LSB 5 and 6.
+        logic.write_defaults("DAEMON=/nonexistent/imgate-logic\n")
+        logic.expect("start", 5)
+        logic.write_defaults()
+        os.rename(logic.conf, logic.conf + ".away")
+        logic.expect("start", 6)
+        os.rename(logic.conf + ".away", logic.conf)
+        rc, out = logic.run("bogus")
+        self.assertEqual(rc, 2, out)
+        self.assertIn("usage", out)
+
     # ---- as root: privileges ---------------------------------------------------
 
     @unittest.skipUnless(os.geteuid() == 0, "not root: no privilege drop to test")
