@@ -1100,6 +1100,67 @@ START_TEST(test_sbuf_pool)
 }
 END_TEST
 
+START_TEST(test_linger_is_bounded)
+{
+	struct client *c = client_new(0, LISTENER_TCP);
+	uint8_t hdr[PROTO_HEADER_LEN];
+	uint64_t t0 = now_ms();
+	size_t i = 0;
+
+	/* A trickled auth that never completes; the trickle goes on after
+	 * op 6: the fd is let go at the end of the 2 s linger anyway. */
+	proto_header_write(hdr, 10, 1, PROTO_OP_AUTH, 1);
+	while (now_ms() - t0 < 4000 && sess_count(&W[0]) > 0) {
+		send(c->fd, hdr + (i < sizeof(hdr) - 1 ? i : 0), 1,
+		     MSG_NOSIGNAL);
+		i++;
+		client_read(c);
+		evbuffer_drain(c->in, evbuffer_get_length(c->in));
+		run_ms(100);
+	}
+	ck_assert_uint_eq(sess_count(&W[0]), 0);
+	/* handshake 0.5 s + linger 2 s, with a margin */
+	ck_assert_uint_lt(now_ms() - t0, 3500);
+	ck_assert_uint_eq(counter(SHM_C_HANDSHAKE_TIMEOUT), 1);
+	client_free(c);
+}
+END_TEST
+
+START_TEST(test_ws_ping_flood)
+{
+	static const uint8_t mask[4] = {7, 7, 7, 7};
+	struct evbuffer *b = evbuffer_new();
+	struct client *w;
+	uint8_t payload[125];
+	int i, auth;
+
+	conf.output_limit = 16 * 1024;
+	memset(payload, 'p', sizeof(payload));
+	for (i = 0; i < 20; i++)
+		ws_write_masked_frame(b, WS_OP_PING, 1, payload,
+		                      sizeof(payload), mask);
+	/* Before and after auth: pongs a client never reads are bounded. */
+	for (auth = 0; auth < 2; auth++) {
+		uint64_t end = now_ms() + 5000;
+
+		w = client_new(0, LISTENER_WS);
+		if (auth)
+			client_auth(w, "1 kping - - 30");
+		while (sess_count(&W[0]) > 0 && now_ms() < end) {
+			send(w->fd, evbuffer_pullup(b, -1),
+			     evbuffer_get_length(b),
+			     MSG_DONTWAIT | MSG_NOSIGNAL);
+			run_ms(1);
+		}
+		ck_assert_uint_eq(sess_count(&W[0]), 0);
+		ck_assert_uint_eq(counter(SHM_C_SLOW_DISCONNECT),
+		                  (uint64_t)auth + 1);
+		client_free(w);
+	}
+	evbuffer_free(b);
+}
+END_TEST
+
 static int drained;
 
 static void
@@ -1210,6 +1271,8 @@ session_suite(void)
 	tcase_add_test(tc, test_batch_window);
 	tcase_add_test(tc, test_connect_answered_late);
 	tcase_add_test(tc, test_sbuf_pool);
+	tcase_add_test(tc, test_linger_is_bounded);
+	tcase_add_test(tc, test_ws_ping_flood);
 	tcase_add_test(tc, test_same_key_replaces);
 	tcase_add_test(tc, test_slow_client);
 	tcase_add_test(tc, test_ws_control_and_errors);

@@ -36,6 +36,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void conn_process_input(struct conn *c);
 static void conn_free(struct conn *c);
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_unwait(struct conn *c);
 
 /* Clocks, counters ------------------------------------------------------- */
@@ -383,10 +384,8 @@ conn_close_code(struct conn *c, const char *reason, enum shm_counter counter,
 	c->state = CONN_CLOSING;
 	bufferevent_disable(c->bev, EV_READ);
 	bufferevent_set_timeouts(c->bev, NULL, NULL);
-	if (c->timer != NULL) {
-		event_free(c->timer);
-		c->timer = NULL;
-	}
+	if (c->timer != NULL)
+		evtimer_del(c->timer);
 	c->flags |= CONN_F_QUEUED;
 	c->dead_next = sw->dead;
 	sw->dead = c;
@@ -527,11 +526,20 @@ sess_reaper_cb(evutil_socket_t fd, short what, void *arg)
 				continue;
 			}
 		}
+		/*
+		 * The linger is a hard deadline: a peer that keeps trickling
+		 * bytes or reads a byte at a time does not keep the fd.
+		 */
+		if (c->timer == NULL &&
+		    (c->timer = evtimer_new(sw->w->base, conn_timer_cb, c)) ==
+		        NULL) {
+			conn_free(c);
+			continue;
+		}
+		event_add(c->timer, sw->linger_tv);
 		bufferevent_setcb(c->bev, NULL, conn_linger_write_cb,
 		                  conn_event_cb, c);
 		bufferevent_enable(c->bev, EV_WRITE);
-		/* The linger: no progress reading or writing for that long. */
-		bufferevent_set_timeouts(c->bev, sw->linger_tv, sw->linger_tv);
 		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
 			conn_linger_write_cb(c->bev, c);
 	}
@@ -557,8 +565,13 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	case CONN_WAIT_AUTH:
 		conn_close(c, "handshake timeout", SHM_C_HANDSHAKE_TIMEOUT);
 		break;
+	case CONN_CLOSING:
+		/* The linger is over. */
+		if (!(c->flags & CONN_F_QUEUED))
+			conn_free(c);
+		break;
 	default:
-		/* Active and closing connections use bufferevent timeouts. */
+		/* An active connection's deadline is its read timeout. */
 		break;
 	}
 }
@@ -963,6 +976,12 @@ conn_process_ws(struct conn *c, struct evbuffer *in)
 		}
 		if (rc == 2) {
 			ws_control_reply(out, &m);
+			/* Pongs to a client that never reads count too. */
+			if (conn_over_limit(c, 0)) {
+				ws_message_done(&c->ws, in, &m);
+				conn_close(c, "slow", SHM_C_SLOW_DISCONNECT);
+				return;
+			}
 			if (m.opcode == WS_OP_CLOSE) {
 				c->flags |= CONN_F_WS_CLOSED;
 				ws_message_done(&c->ws, in, &m);

@@ -69,7 +69,8 @@ struct conn {
 	struct conn *dead_next;  /* reaper queue */
 	struct sess_worker *sw;
 	struct bufferevent *bev;
-	struct event *timer; /* the handshake deadline, until authenticated */
+	struct event *timer; /* handshake deadline until authenticated; the
+	                        linger deadline once closing */
 	union {
 		struct ws_handshake *hs; /* during the WebSocket upgrade */
 		struct sbuf *token; /* op 7 body while logic is not reachable */

@@ -16,7 +16,11 @@
 #include "common/ws.h"
 
 #define PUSH_BACKOFF_MIN_MS 100
-#define PUSH_BACKOFF_MAX_MS 5000
+/*
+ * Capped low: while the subscriber is away, pushes to this node reach no
+ * one, so it retries often (a connect to Redis is cheap).
+ */
+#define PUSH_BACKOFF_MAX_MS 1000
 #define PUSH_PACE_TICK_MS   10
 #define PUSH_CHANNEL_MAX    (COMET_NAME_MAX + ENVELOPE_NAME_MAX + 16)
 
