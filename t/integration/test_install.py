@@ -542,6 +542,12 @@ class InstallTest(unittest.TestCase):
         os.rename(logic.conf, logic.conf + ".away")
         logic.expect("start", 6)
         os.rename(logic.conf + ".away", logic.conf)
+        # No pid file, no way to track the daemon: refused.
+        logic.settings["server"]["pid_file"] = ""
+        logic.write_conf()
+        self.assertIn("no pid_file", logic.expect("start", 6))
+        logic.settings["server"]["pid_file"] = logic.pidfile
+        logic.write_conf()
         rc, out = logic.run("bogus")
         self.assertEqual(rc, 2, out)
         self.assertIn("usage", out)
