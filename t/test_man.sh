@@ -14,7 +14,6 @@ if ! command -v mandoc >/dev/null 2>&1 || ! command -v man >/dev/null 2>&1; then
 fi
 
 out=$(mktemp /tmp/imgate-test-man.XXXXXX)
-trap 'rm -f "$out"' EXIT INT TERM
 
 fails=0
 fail() {
@@ -22,18 +21,37 @@ fail() {
 	fails=$((fails + 1))
 }
 
-# Pages are the files named NAME.N whose text starts like a manual page:
-# in the source tree, and those built from NAME.N.in in the build tree
-# (the working directory of make check).
-list_pages() {
-	find "$1" -path "$1/.git" -prune -o -path "$1/autom4te.cache" -prune \
-		-o -path "$1/imgate-*" -prune -o -type f -name '*.[1-9]' -print
-}
-pages=$( (list_pages "$srcdir"; [ "$(cd "$srcdir" && pwd)" = "$(pwd)" ] || list_pages .) | sort)
-for t in $(find "$srcdir" -path "$srcdir/.git" -prune -o -type f -name '*.[1-9].in' -print); do
-	echo "$pages" | grep -q "/$(basename "$t" .in)\$" ||
-		fail "$(basename "$t" .in) not built from $t: run make first"
-done
+# Pages are the files named NAME.N in the source tree whose text starts
+# like a manual page, and NAME.N.in templates, substituted here with the
+# paths of a system install (/etc, /run, /var) as a package would build
+# them. Build trees inside the source tree (build*/, distcheck's _build/)
+# hold generated copies and are skipped.
+tmpl=$(mktemp -d /tmp/imgate-test-man-pages.XXXXXX)
+trap 'rm -f "$out"; rm -rf "$tmpl"' EXIT INT TERM
+for d in "$srcdir"/*/; do
+	case $(basename "$d") in
+	_* | build* | autom4te.cache | m4 | imgate-*) continue ;;
+	esac
+	find "$d" -name node_modules -prune -o \
+		-type f \( -name '*.[1-9]' -o -name '*.[1-9].in' \) -print
+done | sort >"$out.list"
+pages=
+while read -r f; do
+	case $f in
+	*.in)
+		p=$tmpl/$(basename "$f" .in)
+		sed -e 's|@sysconfdir@|/etc|g' -e 's|@runstatedir@|/run|g' \
+			-e 's|@localstatedir@|/var|g' "$f" >"$p"
+		;;
+	*)
+		# Generated next to its template by a build in the source tree.
+		[ -f "$f.in" ] && continue
+		p=$f
+		;;
+	esac
+	pages="$pages $p"
+done <"$out.list"
+rm -f "$out.list"
 n=0
 for p in $pages; do
 	head -n 5 "$p" | grep -q '^\.\(Dd\|TH\|Dt\)' || continue
@@ -65,7 +83,7 @@ for p in $pages; do
 
 	# Cross references to our own pages must resolve.
 	for ref in $(sed -n 's/^\.Xr \(imgate[^[:space:]]*\) \([1-9]\).*/\1.\2/p' "$p" | sort -u); do
-		echo "$pages" | grep -q "/$ref\$" || fail "$base: .Xr to missing page $ref"
+		echo "$pages" | tr ' ' '\n' | grep -q "/$ref\$" || fail "$base: .Xr to missing page $ref"
 	done
 done
 
