@@ -91,6 +91,7 @@ struct bench_counters {
 	uint64_t ok;      /* pub: 2xx answers */
 	uint64_t behind;  /* pub: sends due but no connection free */
 	uint64_t settled; /* processes whose connect phase is over */
+	uint64_t cpu_us;  /* user + system CPU of imgate-bench itself */
 	/* Microseconds since the epoch; 0 = never. Merged as min / max. */
 	uint64_t t_start;
 	uint64_t t_first_up;

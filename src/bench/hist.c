@@ -162,6 +162,7 @@ bench_counters_merge(struct bench_counters *into,
 	into->ok += from->ok;
 	into->behind += from->behind;
 	into->settled += from->settled;
+	into->cpu_us += from->cpu_us;
 	merge_min(&into->t_start, from->t_start);
 	merge_min(&into->t_first_up, from->t_first_up);
 	merge_max(&into->t_last_up, from->t_last_up);
@@ -232,7 +233,8 @@ bench_result_format(char *buf, size_t len, const char *mode,
 	    "p50_us=%llu p90_us=%llu p99_us=%llu max_us=%llu "
 	    "failures=%llu connect_rate=%.1f connect_p50_us=%llu "
 	    "connect_p99_us=%llu hb_sent=%llu hb_replies=%llu "
-	    "no_ts=%llu sent=%llu ok=%llu behind=%llu elapsed_s=%.3f",
+	    "no_ts=%llu sent=%llu ok=%llu behind=%llu elapsed_s=%.3f "
+	    "cpu_s=%.2f",
 	    mode, (unsigned long long)c->up, (unsigned long long)c->deliveries,
 	    rate, (unsigned long long)bench_hist_percentile(&s->lat, 50),
 	    (unsigned long long)bench_hist_percentile(&s->lat, 90),
@@ -243,8 +245,8 @@ bench_result_format(char *buf, size_t len, const char *mode,
 	    (unsigned long long)bench_hist_percentile(&s->connect, 99),
 	    (unsigned long long)c->hb_sent, (unsigned long long)c->hb_replies,
 	    (unsigned long long)c->no_ts, (unsigned long long)c->sent,
-	    (unsigned long long)c->ok, (unsigned long long)c->behind,
-	    elapsed_s);
+	    (unsigned long long)c->ok, (unsigned long long)c->behind, elapsed_s,
+	    (double)c->cpu_us / 1e6);
 	if (n < 0)
 		return n;
 	off = (size_t)n;

@@ -887,6 +887,18 @@ done:
 	}
 }
 
+/* CPU this process has used, user and system. */
+static uint64_t
+cpu_used_us(void)
+{
+	struct rusage ru;
+
+	if (getrusage(RUSAGE_SELF, &ru) == -1)
+		return 0;
+	return (uint64_t)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1000000u +
+	       (uint64_t)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
+}
+
 /* ---------------------------------------------------------------------- */
 /* One process's share */
 
@@ -972,6 +984,7 @@ worker_run(long first, long n, double pub_rate, uint64_t pub_limit,
 		evhttp_connection_free(W.pubs[i].hc);
 	if (O.mode == MODE_PUB)
 		W.st.c.up = (uint64_t)W.npubs;
+	W.st.c.cpu_us = cpu_used_us();
 	free(W.conns);
 	free(W.pubs);
 	evbuffer_free(W.scratch);
@@ -1169,6 +1182,8 @@ run_children(void)
 		evbuffer_free(P.kids[i].in);
 		event_free(P.kids[i].ev);
 	}
+	/* The children counted themselves; add what the parent used. */
+	P.total.c.cpu_us += cpu_used_us();
 	print_result(&P.total, (double)(end - P.t_start) / 1e6);
 	event_free(tick);
 	event_free(sigterm);

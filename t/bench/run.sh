@@ -331,7 +331,8 @@ measure_idle() { # system conns
 # not; STEP_FAST says whether p99 also stayed under P99_LIMIT_US.
 fanout_step() { # system rate
 	local sys=$1 rate=$2 line pub c0 c1 ok expected
-	STEP_RATE=0 STEP_P50=0 STEP_P99=0 STEP_CPU=0 STEP_DELIV=0 STEP_FAST=0
+	STEP_RATE=0 STEP_P50=0 STEP_P99=0 STEP_CPU=0 STEP_CCPU=0 STEP_DELIV=0
+	STEP_FAST=0
 	client_start "$sys-fan-$rate" "${FAN_ARGS[@]}" -n "$FANOUT_SUBS" \
 		-d $((STEP_SECS + 3)) ||
 		{ say "$sys: subscribers did not settle"; client_result; return 1; }
@@ -349,9 +350,10 @@ fanout_step() { # system rate
 	STEP_P50=$(field "$line" p50_us)
 	STEP_P99=$(field "$line" p99_us)
 	STEP_CPU=$(awk -v t=$((c1 - c0)) -v hz="$CLK_TCK" 'BEGIN {print t / hz}')
+	STEP_CCPU=$(field "$line" cpu_s)
 	ok=$(field "$pub" ok)
 	expected=$((${ok:-0} * FANOUT_SUBS))
-	say "$sys: $rate msg/s: ${STEP_DELIV:-0}/$expected deliveries, ${STEP_RATE:-0}/s, p50 ${STEP_P50:-?}us p99 ${STEP_P99:-?}us, publisher behind $(field "$pub" behind), server CPU ${STEP_CPU}s"
+	say "$sys: $rate msg/s: ${STEP_DELIV:-0}/$expected deliveries, ${STEP_RATE:-0}/s, p50 ${STEP_P50:-?}us p99 ${STEP_P99:-?}us, publisher behind $(field "$pub" behind), CPU server ${STEP_CPU}s client ${STEP_CCPU:-?}s"
 	[ -n "$STEP_DELIV" ] && [ "$expected" -gt 0 ] || return 1
 	# The publisher kept up: at most 1% of the sends found no idle connection.
 	[ $(($(field "$pub" behind) * 100)) -le "${ok:-0}" ] || return 1
@@ -361,8 +363,8 @@ fanout_step() { # system rate
 	return 0
 }
 
-cpu_per_million() {
-	awk -v c="$STEP_CPU" -v d="$STEP_DELIV" \
+cpu_per_million() { # [seconds]: default the server's
+	awk -v c="${1:-$STEP_CPU}" -v d="$STEP_DELIV" \
 		'BEGIN {printf "%.2f", (d > 0 ? c * 1e6 / d : 0)}'
 }
 
@@ -374,6 +376,7 @@ measure_fanout() { # system
 		any=$rate
 		R[$sys.any]="$STEP_RATE (p99 $(awk -v p="$STEP_P99" 'BEGIN {printf "%.0f", p / 1000}') ms)"
 		R[$sys.any_cpu]=$(cpu_per_million)
+		R[$sys.any_ccpu]=$(cpu_per_million "$STEP_CCPU")
 		if [ "$STEP_FAST" = 1 ]; then
 			best=$rate
 			R[$sys.fanout]=$STEP_RATE
@@ -499,6 +502,8 @@ report() {
 	echo "| server CPU seconds per million deliveries at that rate |" \
 		"${R[$a.any_cpu]:-n/a} | ${R[$b.any_cpu]:-n/a} |" \
 		"$(ratio "${R[$a.any_cpu]:-}" "${R[$b.any_cpu]:-}") |"
+	echo "| client (imgate-bench) CPU seconds per million deliveries there |" \
+		"${R[$a.any_ccpu]:-n/a} | ${R[$b.any_ccpu]:-n/a} | |"
 	echo "| latency p50 / p99 at half the highest rate (ms) |" \
 		"${R[$a.lat]:-n/a} (${R[$a.half]:-?} msg/s${R[$a.half_of]:+, half of the highest ${R[$a.half_of]}}) |" \
 		"${R[$b.lat]:-n/a} (${R[$b.half]:-?} msg/s${R[$b.half_of]:+, half of the highest ${R[$b.half_of]}}) | |"

@@ -185,6 +185,9 @@ START_TEST(result_line)
 	ck_assert_str_eq(field(line, "connect_rate", v, sizeof(v)), "10.0");
 	ck_assert_str_eq(field(line, "connect_p50_us", v, sizeof(v)), "42");
 	ck_assert_str_eq(field(line, "elapsed_s", v, sizeof(v)), "9.500");
+	s.c.cpu_us = 1250000;
+	bench_result_format(line, sizeof(line), "recv", &s, 9.5);
+	ck_assert_str_eq(field(line, "cpu_s", v, sizeof(v)), "1.25");
 
 	/* hold reports the connect rate; pub the 2xx answers per second. */
 	bench_result_format(line, sizeof(line), "hold", &s, 9.5);
@@ -207,6 +210,7 @@ START_TEST(result_line)
 	t.c.t_last_delivery = 6000000;
 	t.c.fail[BENCH_FAIL_REFUSED] = 1;
 	bench_hist_add(&t.lat, 1);
+	t.c.cpu_us = 750000;
 	bench_stats_merge(&t, &s);
 	ck_assert_uint_eq(t.c.up, 15);
 	ck_assert_uint_eq(t.c.deliveries, 1500);
@@ -214,6 +218,7 @@ START_TEST(result_line)
 	ck_assert_uint_eq(t.c.t_first_delivery, 4000000);
 	ck_assert_uint_eq(t.c.t_last_delivery, 7000000);
 	ck_assert_uint_eq(t.c.fail[BENCH_FAIL_REFUSED], 4);
+	ck_assert_uint_eq(t.c.cpu_us, 2000000);
 	ck_assert_uint_eq(bench_failures(&t.c), 6);
 	ck_assert_uint_eq(t.lat.n, 101);
 	ck_assert_uint_eq(t.lat.min, 1);
