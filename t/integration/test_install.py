@@ -173,7 +173,12 @@ class InstallTest(unittest.TestCase):
         # Daemons started as root may switch users: they must reach it.
         os.chmod(cls.tmp, 0o755)
         cls.destdir = os.path.join(cls.tmp, "dest")
-        cls.install_log = install(cls.destdir)
+        try:
+            cls.install_log = install(cls.destdir)
+        except BaseException:
+            # tearDownClass does not run when setUpClass fails.
+            shutil.rmtree(cls.tmp, ignore_errors=True)
+            raise
         cls.found = find_installed(cls.destdir)
         cls.daemon = {n: [p for p in cls.found.get(n, []) if "/sbin/" in p][0]
                       for n in ("imgate-comet", "imgate-logic")}
