@@ -63,6 +63,7 @@ PUB_CONNS=${PUB_CONNS:-32}
 CLIENT_PROCS=${CLIENT_PROCS:-4}
 SRC_ADDRS=${SRC_ADDRS:-8}
 HOLD_MAX=${HOLD_MAX:-0}
+READY_WAIT=120 # seconds clients may take to connect
 COMET_EXTRA=()
 OUT=${BENCH_OUT:-$(mktemp -d /tmp/imgate-bench-run.XXXXXX)}
 CLK_TCK=$(getconf CLK_TCK)
@@ -279,7 +280,7 @@ client_start() { # name args...
 		--ready-file "$OUT/$name.ready" >"$CLIENT_OUT" 2>"$OUT/$name.err" &
 	CLIENT=$!
 	CLIENT_PIDS+=($CLIENT)
-	for ((i = 0; i < 1200; i++)); do
+	for ((i = 0; i < READY_WAIT * 10; i++)); do
 		[ -e "$OUT/$name.ready" ] && return 0
 		[ -d /proc/$CLIENT ] || return 1
 		sleep 0.1
@@ -438,6 +439,7 @@ measure_max() {
 	fi
 	say "max: $n connections, $WORKERS comet workers," \
 		"$CLIENT_PROCS client processes, $SRC_ADDRS source addresses"
+	READY_WAIT=$((n / 1000 + 60))
 	start_system imgate || { say "max: imgate did not start"; return 1; }
 	m0=$(slab_kib) s0=$(sockstat_kib) p0=$(pss_kib)
 	# Few authentications in flight per process: the rest wait in the
@@ -462,7 +464,7 @@ measure_max() {
 	R[max.kernel]=$(((m1 - m0 + s1 - s0) / 1024))
 	R[max.per]=$(awk -v a="$p1" -v b="$p0" -v n="${R[max.up]:-0}" \
 		'BEGIN {printf "%.2f", (n > 0 ? (a - b) / n : 0)}')
-	WORKERS=$save_w CLIENT_PROCS=$save_p SRC_ADDRS=$save_s
+	WORKERS=$save_w CLIENT_PROCS=$save_p SRC_ADDRS=$save_s READY_WAIT=120
 	COMET_EXTRA=()
 	stop_servers
 }
