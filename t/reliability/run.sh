@@ -21,7 +21,7 @@ run() {
 	fi
 }
 REL_SCALE=${REL_SCALE:-4} run "$py" "$here/test_rel_faults.py"
-REL_BAD_ROUNDS=${REL_BAD_ROUNDS:-6} run "$py" "$here/test_rel_badinput.py"
+REL_BAD_ROUNDS=${REL_BAD_ROUNDS:-6} REL_CORPUS_MAX=${REL_CORPUS_MAX:-0} run "$py" "$here/test_rel_badinput.py"
 run "$py" "$here/test_rel_security.py"
 REL_CONNS=${REL_CONNS:-4000} run "$py" "$here/rel_reload.py"
 left=$((budget - ($(date +%s) - start) - 60))
