@@ -34,6 +34,13 @@ def comet_bin():
     return os.environ.get("IMGATE_COMET") or H.find_binary("imgate-comet")
 
 
+def sanitized():
+    """True when the comet is an ASan build: its RSS says nothing about
+    leaks (the quarantine holds freed memory); LeakSanitizer does."""
+    with open(comet_bin(), "rb") as f:
+        return b"__asan_init" in f.read()
+
+
 def shm_bin():
     return os.environ.get("IMGATE_SHM") or H.find_binary("imgate-shm")
 
@@ -117,10 +124,14 @@ def logic_over(**over):
     return base
 
 
+DAEMONS = []  # every Comet and Logic started, for the sanitizer check
+
+
 class Logic(H.Logic):
     def __init__(self, redis, **over):
         H.Logic.__init__(self, redis, prefix=PREFIX, **logic_over(**over))
         self.over = over
+        DAEMONS.append(self)
 
     def restart(self):
         """Start again on the same ports after a stop or a kill."""
@@ -180,6 +191,7 @@ class Comet:
         self.conf_path = os.path.join(self.dir, "comet.conf")
         self.log_path = os.path.join(self.dir, "comet.log")
         self.proc = None
+        DAEMONS.append(self)
         if start:
             self.start()
 
@@ -465,9 +477,40 @@ def losses(rep, pusher, group_rooms_conns=None):
     return exp, seen, exp - seen, dups
 
 
+SANITIZER_MARKS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer",
+                   "runtime error:", "SUMMARY: UndefinedBehaviorSanitizer",
+                   "WARNING: AddressSanitizer")
+
+
+def sanitizer_reports():
+    """Stop every daemon still running with SIGTERM (so LeakSanitizer
+    runs at exit), then the sanitizer lines of every daemon's log."""
+    out = []
+    for d in DAEMONS:
+        p = d.proc
+        if p is not None and p.poll() is None:
+            try:
+                H.stop_proc(p, signal.SIGTERM, 20)
+            except AssertionError:
+                pass
+        path = getattr(d, "log_path", None)
+        if not path or not os.path.exists(path):
+            continue
+        with open(path, errors="replace") as f:
+            for line in f:
+                if any(m in line for m in SANITIZER_MARKS):
+                    out.append("%s: %s" % (path, line.rstrip()))
+    return out
+
+
 def main():
-    """unittest's main, then the table; the exit status is the tests'."""
+    """unittest's main, then the table and the daemons' sanitizer reports;
+    the exit status is the tests' (1 also on any sanitizer report)."""
     import unittest
     prog = unittest.main(verbosity=2, exit=False, warnings="ignore")
+    reports = sanitizer_reports()
     print_table()
-    sys.exit(0 if prog.result.wasSuccessful() else 1)
+    if reports:
+        sys.stdout.write("\nsanitizer reports from the daemons:\n  %s\n"
+                         % "\n  ".join(reports[:50]))
+    sys.exit(0 if prog.result.wasSuccessful() and not reports else 1)
