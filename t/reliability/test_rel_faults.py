@@ -124,6 +124,50 @@ class FaultTest(unittest.TestCase):
         self.groups.remove(g2)
         wait_for(lambda: comet.shm("channels")["count"] == N, 10, "shm back to N")
 
+    def test_kill9_workers_under_churn(self):
+        """Workers SIGKILLed again and again while clients connect,
+        authenticate and leave all the time (some kills land inside a
+        bucket write): afterwards imgate-shm, the metrics, the clients and
+        the sessions in Redis agree exactly, and every bucket still takes
+        writes (no lock left held)."""
+        name = "kill -9 workers under churn"
+        n = int(400 * SCALE)
+        kills = 3 + int(SCALE)
+        redis, logic, comet = rel.node(workers=2)
+        g = self.group(comet, n, reconnect=True)
+        g.ask("churn %g" % (n / 8.0 / len(g.procs)))
+        for i in range(kills):
+            time.sleep(2.0)
+            victim = comet.workers()[i % 2]
+            os.kill(victim, signal.SIGKILL)
+            comet.wait_log("(pid %d) killed by signal 9" % victim)
+        rel.figure(name, "faults injected", kills)
+        g.ask("churn 0")
+        g.wait_up(timeout=30)
+        # Let the last Connects and reclaims finish.
+        wait_for(lambda: comet.metric("imgate_comet_conn_current") == n
+                 and comet.shm("channels")["count"] == n, 15, "counts settle at %d" % n)
+        st = g.status()
+        chans = comet.shm("channels")
+        shm_keys = {c["key"] for c in chans["channels"]}
+        up_keys = {k for k, v in g.keys().items() if v["up"]}
+        r = redis.client()
+        sessions = set(k.decode().split(":key:", 1)[1]
+                       for k in r.command("KEYS", rel.PREFIX + ":key:*"))
+        rooms = comet.shm("rooms")
+        r.close()
+        rel.figure(name, "connections held", n)
+        rel.figure(name, "connect/leave cycles", st["churned"] + st["closed"])
+        self.assertEqual(chans.get("skipped_buckets", 0), 0)
+        self.assertEqual(shm_keys, up_keys)
+        self.assertEqual(comet.metric("imgate_comet_channels"), n)
+        self.assertEqual(sum(x["online"] for x in rooms["rooms"]), n)
+        self.assertEqual(sessions, up_keys, "sessions in Redis != clients up")
+        # Every bucket takes writes: 4 keys per bucket on average.
+        g2 = self.group(comet, 512, mid_base=800000)
+        self.assertEqual(g2.status()["closed"], 0)
+        self.assertEqual(comet.shm("channels")["count"], n + 512)
+
     def test_kill9_master(self):
         name = "kill -9 master"
         redis, logic, comet = rel.node(workers=2)
@@ -273,6 +317,13 @@ class FaultTest(unittest.TestCase):
         self.assertEqual(str(e.exception), "logic unavailable")
         self.assertTrue(c.closed())
         c.close()
+        # Connected clients keep heartbeating while logic is away (the
+        # comet's Heartbeat calls fail): they stay.
+        g.ask("heartbeat")
+        time.sleep(2.5)  # past the comet's rpc_timeout (2 s)
+        g.ask("heartbeat")
+        time.sleep(0.5)
+        self.assertEqual(g.status()["closed"], 0)
         logic.restart()
         # ... then succeed once logic is back (the comet reconnects).
         def auth_ok():
