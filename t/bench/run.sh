@@ -433,7 +433,9 @@ measure_max() {
 	if [ "$(cat /proc/sys/fs/file-max)" -lt $((n * 2 + 10000)) ]; then
 		say "max: fs.file-max below twice $n: raise it (sysctl fs.file-max)"
 	fi
+	# Loaded but tracking nothing (no rule uses it) is harmless.
 	if [ -e /proc/sys/net/netfilter/nf_conntrack_max ] &&
+		[ "$(cat /proc/sys/net/netfilter/nf_conntrack_count)" -gt 0 ] &&
 		[ "$(cat /proc/sys/net/netfilter/nf_conntrack_max)" -lt "$n" ]; then
 		say "max: nf_conntrack_max below $n: connections will be dropped"
 	fi
