@@ -8,6 +8,7 @@
 # full run under about ten minutes on a 2-core machine):
 #
 #   SYSTEMS       systems to run                        "imgate nchan"
+#   IMGATE_TRANSPORT  goim over ws (as nchan's subscribers) or tcp   ws
 #   WORKERS       server workers, the same for both     4
 #   IDLE_CONNS    idle subscriber counts for memory     "10000 50000"
 #   IDLE_ROOMS    rooms/channels the idle ones join     100
@@ -63,6 +64,7 @@ PUB_CONNS=${PUB_CONNS:-32}
 CLIENT_PROCS=${CLIENT_PROCS:-4}
 SRC_ADDRS=${SRC_ADDRS:-8}
 HOLD_MAX=${HOLD_MAX:-0}
+IMGATE_TRANSPORT=${IMGATE_TRANSPORT:-ws}
 READY_WAIT=120 # seconds clients may take to connect
 COMET_EXTRA=()
 OUT=${BENCH_OUT:-$(mktemp -d /tmp/imgate-bench-run.XXXXXX)}
@@ -226,9 +228,12 @@ start_imgate() {
 	SERVER_PIDS+=($!)
 	wait_port "$TCP_PORT" || { say "imgate-comet did not start: $d/comet.log"; return 1; }
 	# Subscribers and publishers of the steps below.
-	SUB_ARGS=(recv -P "$TCP_PORT" -i 30)
-	IDLE_ARGS=(hold -P "$TCP_PORT" -i 30 -r "$IDLE_ROOMS")
-	FAN_ARGS=(recv -P "$TCP_PORT" -i 30 -r 1)
+	# Like nchan's subscribers, over WebSocket unless told otherwise.
+	local to=(-t ws -P "$WS_PORT")
+	[ "$IMGATE_TRANSPORT" = tcp ] && to=(-t tcp -P "$TCP_PORT")
+	IDLE_ARGS=(hold "${to[@]}" -i 30 -r "$IDLE_ROOMS")
+	FAN_ARGS=(recv "${to[@]}" -i 30 -r 1)
+	MAX_ARGS=(recv "${to[@]}" -i 60 -r 1)
 	PUB_ARGS=(pub -P "$HTTP_PORT" --room 0)
 }
 
@@ -446,7 +451,7 @@ measure_max() {
 	m0=$(slab_kib) s0=$(sockstat_kib) p0=$(pss_kib)
 	# Few authentications in flight per process: the rest wait in the
 	# client, not past the comet's handshake timeout.
-	client_start imgate-max recv -P "$TCP_PORT" -i 60 -r 1 -n "$n" \
+	client_start imgate-max "${MAX_ARGS[@]}" -n "$n" \
 		-C 100 -T 60 ||
 		say "max: clients did not settle"
 	sleep 5
@@ -487,7 +492,8 @@ report() {
 	echo "imgate-bench side by side, $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) CPUs," \
 		"$(awk '/MemTotal/ {printf "%.0f GiB", $2 / 1048576}' /proc/meminfo)," \
 		"kernel $(uname -r)"
-	echo "servers: $WORKERS workers each; clients: imgate-bench, $CLIENT_PROCS processes, same machine"
+	echo "servers: $WORKERS workers each; subscribers over WebSocket (imgate: goim over $IMGATE_TRANSPORT);" \
+		"clients: imgate-bench, $CLIENT_PROCS processes, same machine"
 	echo
 	echo "| metric | imgate | nginx+nchan | imgate / nchan |"
 	echo "|---|---|---|---|"
