@@ -130,6 +130,70 @@ START_TEST(sizes)
 }
 END_TEST
 
+/*
+ * A NUL byte anywhere is refused: jansson stops at one and would take
+ * what precedes it for the whole token.
+ */
+START_TEST(nul_bytes)
+{
+	static const struct {
+		const char *tok;
+		size_t len;
+	} raw[] = {
+	    {"{\"mid\":1\0}", 10}, {"{\"mid\":7}\0{\"mid\":8}", 19}, {"\0", 1},
+	    {"{\"mid\":1}\0", 10}, {" \0{\"mid\":1}", 11},
+	};
+	struct auth_result r;
+	char err[160];
+
+	for (size_t i = 0; i < sizeof(raw) / sizeof(raw[0]); i++) {
+		err[0] = '\0';
+		ck_assert_msg(auth_token_parse(raw[i].tok, raw[i].len, NULL, 0,
+		                               30, NOW, &r, err,
+		                               sizeof(err)) == -1,
+		              "token %zu accepted", i);
+		ck_assert_msg(strncmp(err, "bad token", 9) == 0, "%zu: %s", i,
+		              err);
+		/* The same with a secret (a JWT cannot have one either). */
+		ck_assert_int_eq(auth_token_parse(raw[i].tok, raw[i].len,
+		                                  SECRET, strlen(SECRET), 30,
+		                                  NOW, &r, err, sizeof(err)),
+		                 -1);
+		ck_assert_msg(strncmp(err, "bad token", 9) == 0, "%zu: %s", i,
+		              err);
+	}
+	/* Without the NUL the same bytes are a good token. */
+	ck_assert_int_eq(auth_token_parse("{\"mid\":1}", 9, NULL, 0, 30, NOW,
+	                                  &r, err, sizeof(err)),
+	                 0);
+
+	/* Escaped NULs and control characters in the string fields. */
+	ck_assert_int_eq(
+	    parse("{\"mid\":1,\"key\":\"a\\u0000b\"}", NULL, &r, err), -1);
+	ck_assert_int_eq(parse("{\"mid\":1,\"room_id\":\"live://1\\u0000x\"}",
+	                       NULL, &r, err),
+	                 -1);
+	ck_assert_int_eq(
+	    parse("{\"mid\":1,\"platform\":\"\\u0000\"}", NULL, &r, err), -1);
+	ck_assert_int_eq(parse("{\"mid\":1,\"key\":\"a\\nb\"}", NULL, &r, err),
+	                 -1);
+	ck_assert_int_eq(
+	    parse("{\"mid\":1,\"key\":\"a\\u007fb\"}", NULL, &r, err), -1);
+	/* The platform has its own limit. */
+	ck_assert_int_eq(
+	    parse(
+	        "{\"mid\":1,\"platform\":\"0123456789012345678901234567890\"}",
+	        NULL, &r, err),
+	    0);
+	ck_assert_uint_eq(strlen(r.platform), AUTH_PLATFORM_MAX - 1);
+	ck_assert_int_eq(
+	    parse(
+	        "{\"mid\":1,\"platform\":\"01234567890123456789012345678901\"}",
+	        NULL, &r, err),
+	    -1);
+}
+END_TEST
+
 /* A JWT with alg, signed with secret, carrying the given claims. */
 static char *
 make_jwt(jwt_alg_t alg, const char *secret, long exp, long nbf, const char *key)
@@ -246,6 +310,7 @@ main(void)
 	tcase_add_test(tc, empty_key_gets_uuid);
 	tcase_add_test(tc, goim_token_invalid);
 	tcase_add_test(tc, sizes);
+	tcase_add_test(tc, nul_bytes);
 	tcase_add_test(tc, jwt_valid);
 	tcase_add_test(tc, jwt_refused);
 	suite_add_tcase(s, tc);

@@ -199,11 +199,15 @@ auth_token_parse(const void *token, size_t len, const char *secret,
 		         AUTH_TOKEN_MAX);
 		return -1;
 	}
+	/*
+	 * Neither a JSON text nor a JWT has a NUL byte; jansson would stop
+	 * at one and take what precedes it for the whole token.
+	 */
+	if (memchr(token, '\0', len) != NULL) {
+		snprintf(err, errlen, "bad token: it has a NUL byte");
+		return -1;
+	}
 	if (secret_len > 0) {
-		if (memchr(token, '\0', len) != NULL) {
-			snprintf(err, errlen, "token has a NUL byte");
-			return -1;
-		}
 		tok = malloc(len + 1);
 		if (tok == NULL) {
 			snprintf(err, errlen, "out of memory");
