@@ -156,6 +156,14 @@ START_TEST(errors_name_line_and_setting)
 	    {"[webhook]\nreceive_url = ftp://x\n", "http://"},
 	    {"[nope]\nx = 1\n", ":2: unknown setting [nope] x"},
 	    {"garbage line\n", ":1:"},
+	    /* A key set twice: whichever was meant, the other would lose. */
+	    {"[rpc]\nlisten = 127.0.0.1:1\nlisten = 127.0.0.1:2\n",
+	     ":3: [rpc] listen: set twice"},
+	    {"[http]\nmax_body = 1k\n[rpc]\nlisten = :1\n[http]\n"
+	     "max_body = 1k\n",
+	     ":6: [http] max_body: set twice"},
+	    {"[auth]\njwt_secret = a\n\n; again\njwt_secret = a\n",
+	     ":5: [auth] jwt_secret: set twice"},
 	    /* The first error is reported, not a later one. */
 	    {"[http]\ntimeout = x\n[rpc]\nlisten = y\n", ":2: [http] timeout"},
 	};
@@ -170,6 +178,15 @@ START_TEST(errors_name_line_and_setting)
 		              "case %zu: \"%s\" lacks \"%s\"", i, err,
 		              cases[i].want);
 	}
+	/* The same name in two sections is two settings. */
+	ck_assert_int_eq(load("[rpc]\nlisten = 127.0.0.1:1\n[http]\nlisten = "
+	                      "127.0.0.1:2\ntimeout = 5s\n[webhook]\n"
+	                      "timeout = 1s\n",
+	                      &c, err),
+	                 0);
+	ck_assert_int_eq(c.rpc_port, 1);
+	ck_assert_int_eq(c.http_port, 2);
+	ck_assert_int_eq(c.webhook_timeout_ms, 1000);
 	ck_assert_int_eq(
 	    logic_conf_load("/nonexistent/x.conf", &c, err, sizeof(err)), -1);
 	ck_assert_ptr_nonnull(strstr(err, "cannot open"));

@@ -62,11 +62,51 @@ logic_conf_defaults(struct logic_conf *c)
 	c->webhook_max_inflight = 1024;
 }
 
+/* More than the settings handle() knows. */
+#define SEEN_MAX 96
+
 struct load_state {
 	struct logic_conf *c;
 	char msg[256];
 	char first[300]; /* inih goes on after an error; report the first */
+	/* "section\nname" of every setting read so far */
+	char *seen[SEEN_MAX];
+	size_t nseen;
 };
+
+/*
+ * 0 the first time section/name is read, -1 after (a key set twice is
+ * refused: whichever value was meant, the other silently loses).
+ */
+static int
+first_time(struct load_state *st, const char *section, const char *name)
+{
+	size_t sl = strlen(section), nl = strlen(name);
+	char *k;
+
+	for (size_t i = 0; i < st->nseen; i++) {
+		k = st->seen[i];
+		if (strncmp(k, section, sl) == 0 && k[sl] == '\n' &&
+		    strcmp(k + sl + 1, name) == 0) {
+			snprintf(st->msg, sizeof(st->msg), "set twice");
+			return -1;
+		}
+	}
+	if (st->nseen >= SEEN_MAX) {
+		snprintf(st->msg, sizeof(st->msg), "too many settings");
+		return -1;
+	}
+	k = malloc(sl + nl + 2);
+	if (k == NULL) {
+		snprintf(st->msg, sizeof(st->msg), "out of memory");
+		return -1;
+	}
+	memcpy(k, section, sl);
+	k[sl] = '\n';
+	memcpy(k + sl + 1, name, nl + 1);
+	st->seen[st->nseen++] = k;
+	return 0;
+}
 
 static int
 set_str(char *dst, size_t dstlen, const char *v, struct load_state *st)
@@ -181,6 +221,8 @@ handle(void *user, const char *section, const char *name, const char *v)
 	struct logic_conf *c = st->c;
 	int r;
 
+	if (st->first[0] != '\0')
+		return 0;
 	if (IS("server", "pid_file"))
 		r = set_str(c->pid_file, sizeof(c->pid_file), v, st);
 	else if (IS("server", "log"))
@@ -294,6 +336,9 @@ handle(void *user, const char *section, const char *name, const char *v)
 		         section, name);
 		r = -1;
 	}
+	/* Known settings only, so seen[] is bounded by their number. */
+	if (r == 0)
+		r = first_time(st, section, name);
 	/* Name the setting: inih only gives us the line number. */
 	if (r == -1 && st->first[0] == '\0') {
 		if (strncmp(st->msg, "unknown setting", 15) == 0)
@@ -386,6 +431,8 @@ logic_conf_load(const char *path, struct logic_conf *c, char *err,
 	}
 	snprintf(c->path, sizeof(c->path), "%s", path);
 	line = ini_parse(path, handle, &st);
+	for (size_t i = 0; i < st.nseen; i++)
+		free(st.seen[i]);
 	if (line == -1) {
 		snprintf(err, errlen, "%s: cannot open: %s", path,
 		         strerror(errno));
