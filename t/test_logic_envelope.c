@@ -344,6 +344,85 @@ START_TEST(decode_validation)
 }
 END_TEST
 
+/* src and seq: written when set, optional on decode, uint64 only. */
+START_TEST(src_seq)
+{
+	struct envelope in = {.type = ENVELOPE_ROOM,
+	                      .operation = 1000,
+	                      .room = "live://1",
+	                      .room_len = 8,
+	                      .msg = (const uint8_t *)"m",
+	                      .msg_len = 1,
+	                      .src = UINT64_MAX - 1,
+	                      .seq = 1};
+	struct envelope out;
+	msgpack_sbuffer sb, plain;
+	struct mb m;
+	char err[128];
+
+	msgpack_sbuffer_init(&sb);
+	ck_assert_int_eq(envelope_encode(&sb, &in), 0);
+	ck_assert_int_eq(decode(&sb, &out, err), 0);
+	ck_assert(out.src == UINT64_MAX - 1);
+	ck_assert(out.seq == 1);
+
+	/* 0 = absent: not written, two fields fewer, decoded as 0. */
+	in.src = 0;
+	in.seq = 0;
+	msgpack_sbuffer_init(&plain);
+	ck_assert_int_eq(envelope_encode(&plain, &in), 0);
+	ck_assert_uint_eq(plain.size + 2 * 4 + 9 + 1, sb.size);
+	ck_assert_ptr_null(memmem(plain.data, plain.size, "\xa3src", 4));
+	ck_assert_ptr_null(memmem(plain.data, plain.size, "\xa3seq", 4));
+	out.src = out.seq = 7;
+	ck_assert_int_eq(decode(&plain, &out, err), 0);
+	ck_assert(out.src == 0 && out.seq == 0);
+	msgpack_sbuffer_destroy(&sb);
+	msgpack_sbuffer_destroy(&plain);
+
+	/* One without the other is fine: no gap accounting then. */
+	in.seq = UINT64_MAX;
+	msgpack_sbuffer_init(&sb);
+	ck_assert_int_eq(envelope_encode(&sb, &in), 0);
+	ck_assert_int_eq(decode(&sb, &out, err), 0);
+	ck_assert(out.src == 0 && out.seq == UINT64_MAX);
+	msgpack_sbuffer_destroy(&sb);
+
+	/* A third-party publisher's envelope with src and seq as fixints. */
+	mb_init(&m, 5);
+	mb_int(&m, "type", 2);
+	mb_int(&m, "operation", 9);
+	mb_msg(&m);
+	mb_int(&m, "src", 42);
+	mb_int(&m, "seq", 3);
+	ck_assert_int_eq(decode(&m.sb, &out, err), 0);
+	ck_assert(out.src == 42 && out.seq == 3);
+	msgpack_sbuffer_destroy(&m.sb);
+
+	mb_init(&m, 4);
+	mb_int(&m, "type", 2);
+	mb_int(&m, "operation", 9);
+	mb_msg(&m);
+	mb_int(&m, "src", -1);
+	expect_fail(&m, "negative src");
+
+	mb_init(&m, 4);
+	mb_int(&m, "type", 2);
+	mb_int(&m, "operation", 9);
+	mb_msg(&m);
+	mb_str(&m, "seq", "1");
+	expect_fail(&m, "seq as str");
+
+	mb_init(&m, 4);
+	mb_int(&m, "type", 2);
+	mb_int(&m, "operation", 9);
+	mb_msg(&m);
+	mb_key(&m, "seq");
+	msgpack_pack_double(&m.pk, 1.0);
+	expect_fail(&m, "seq as float");
+}
+END_TEST
+
 START_TEST(decode_malformed_bytes)
 {
 	static const struct {
@@ -508,6 +587,7 @@ main(void)
 	tcase_add_test(tc, room_and_broadcast_round_trip);
 	tcase_add_test(tc, encode_refuses_invalid);
 	tcase_add_test(tc, decode_validation);
+	tcase_add_test(tc, src_seq);
 	tcase_add_test(tc, decode_malformed_bytes);
 	tcase_add_test(tc, decode_byte_at_a_time_prefixes);
 	tcase_add_test(tc, depth_and_limits);

@@ -337,6 +337,18 @@ envelope_decode(const void *buf, size_t len, msgpack_unpacked *scratch,
 				return -1;
 			}
 			e->ts = v->via.u64;
+		} else if (key_is(k, "src")) {
+			if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+				snprintf(err, errlen, "bad src");
+				return -1;
+			}
+			e->src = v->via.u64;
+		} else if (key_is(k, "seq")) {
+			if (v->type != MSGPACK_OBJECT_POSITIVE_INTEGER) {
+				snprintf(err, errlen, "bad seq");
+				return -1;
+			}
+			e->seq = v->via.u64;
 		}
 	}
 	if (!seen_type || !seen_op) {
@@ -392,6 +404,9 @@ envelope_encode(msgpack_sbuffer *out, const struct envelope *e)
 	} else if (e->type == ENVELOPE_ROOM) {
 		fields += 1;
 	}
+	/* 0 means absent, so it is not written: the decoder gives back
+	 * exactly what the encoder was given. */
+	fields += (e->src != 0) + (e->seq != 0);
 	msgpack_packer_init(&pk, out, msgpack_sbuffer_write);
 	msgpack_pack_map(&pk, fields);
 	pack_key(&pk, "type");
@@ -431,6 +446,14 @@ envelope_encode(msgpack_sbuffer *out, const struct envelope *e)
 	msgpack_pack_uint64(&pk, e->id);
 	pack_key(&pk, "ts");
 	msgpack_pack_uint64(&pk, e->ts);
+	if (e->src != 0) {
+		pack_key(&pk, "src");
+		msgpack_pack_uint64(&pk, e->src);
+	}
+	if (e->seq != 0) {
+		pack_key(&pk, "seq");
+		msgpack_pack_uint64(&pk, e->seq);
+	}
 	return 0;
 }
 

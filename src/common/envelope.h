@@ -19,6 +19,15 @@
  *   "msg"        bin    the message body (str accepted too)
  *   "id"         uint   unique per publish, for tracing; optional
  *   "ts"         uint   ms since the epoch at publish; optional
+ *   "src"        uint   the publishing process: random, non-zero, fixed
+ *                       for the process's life; optional
+ *   "seq"        uint   per channel and src: 1, 2, 3... one per PUBLISH
+ *                       (sent or failed); optional. A subscriber that sees
+ *                       seq jump over n values on a channel knows Redis
+ *                       dropped n messages (pub/sub does not queue for a
+ *                       disconnected subscriber); a seq at or below the
+ *                       last one means the publisher restarted or forgot
+ *                       the channel. Without src or seq: no gap accounting.
  * Unknown fields are ignored; a known field of the wrong type is an error;
  * fields of another type (keys in a ROOM envelope) are checked, then
  * ignored.
@@ -64,6 +73,8 @@ struct envelope {
 	size_t msg_len;
 	uint64_t id;
 	uint64_t ts;
+	uint64_t src; /* 0 = absent; written only when non-zero */
+	uint64_t seq; /* 0 = absent; written only when non-zero */
 };
 
 /*

@@ -31,6 +31,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		                    sizeof(err)) != 0 ||
 		    again.type != e.type || again.operation != e.operation ||
 		    again.nkeys != e.nkeys || again.msg_len != e.msg_len ||
+		    again.id != e.id || again.ts != e.ts ||
+		    again.src != e.src || again.seq != e.seq ||
 		    (e.msg_len > 0 && memcmp(again.msg, e.msg, e.msg_len) != 0))
 			__builtin_trap();
 		msgpack_unpacked_destroy(&s2);
