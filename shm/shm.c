@@ -1532,6 +1532,7 @@ static const char *const counter_names[SHM_C__COUNT] = {
     [SHM_C_RPC_CALLS] = "rpc_calls",
     [SHM_C_RPC_ERRORS] = "rpc_errors",
     [SHM_C_REDIS_RECONNECTS] = "redis_reconnects",
+    [SHM_C_DROP_GAP] = "drop_gap",
 };
 
 const char *

@@ -31,7 +31,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC   "IMGATESH"
-#define SHM_VERSION 1
+#define SHM_VERSION 2
 
 #define SHM_KEY_MAX     64  /* bytes of a session key, NUL included */
 #define SHM_ROOM_MAX    64  /* bytes of a room id, NUL included */
@@ -121,6 +121,13 @@ enum shm_counter {
 	SHM_C_RPC_CALLS,
 	SHM_C_RPC_ERRORS,
 	SHM_C_REDIS_RECONNECTS,
+	/*
+	 * Pushes published to a channel this worker subscribes to that never
+	 * reached it (a jump in the envelopes' seq, e.g. across a Redis
+	 * reconnect). Per worker: a loss on a channel every worker
+	 * subscribes to counts once for each worker that missed it.
+	 */
+	SHM_C_DROP_GAP,
 	SHM_C__COUNT
 };
 

@@ -339,7 +339,8 @@ drops(const struct shm_worker *w)
 	return w->counters[SHM_C_DROP_NO_KEY] +
 	       w->counters[SHM_C_DROP_NOT_WATCH] +
 	       w->counters[SHM_C_DROP_SLOW] +
-	       w->counters[SHM_C_DROP_BAD_ENVELOPE];
+	       w->counters[SHM_C_DROP_BAD_ENVELOPE] +
+	       w->counters[SHM_C_DROP_GAP];
 }
 
 static int

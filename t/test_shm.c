@@ -708,6 +708,10 @@ START_TEST(test_workers_counters)
 	                 "conn_accepted");
 	ck_assert_ptr_null(shm_counter_name(SHM_C__COUNT));
 	ck_assert_ptr_null(shm_counter_name((enum shm_counter) - 1));
+	/* Added last, with the layout version that knows it. */
+	ck_assert_int_eq(SHM_C_DROP_GAP, SHM_C__COUNT - 1);
+	ck_assert_str_eq(shm_counter_name(SHM_C_DROP_GAP), "drop_gap");
+	ck_assert_int_eq(SHM_VERSION, 2);
 }
 END_TEST
 
@@ -808,10 +812,13 @@ START_TEST(test_attach_errors)
 	ck_assert_int_eq(shm_seg_attach(name, 1, &s, err, sizeof(err)), -1);
 	ck_assert_ptr_nonnull(strstr(err, "layout"));
 
-	/* A real segment from another version. */
+	/* A real segment from another version, older or newer. */
 	shm_test_set_version(seg, SHM_VERSION + 1);
 	ck_assert_int_eq(shm_seg_attach(names[0], 1, &s, err, sizeof(err)), -1);
 	ck_assert_ptr_nonnull(strstr(err, "version"));
+	shm_test_set_version(seg, 1); /* fewer counters per worker */
+	ck_assert_int_eq(shm_seg_attach(names[0], 0, &s, err, sizeof(err)), -1);
+	ck_assert_ptr_nonnull(strstr(err, "version 1"));
 	shm_test_set_version(seg, SHM_VERSION);
 	ck_assert_int_eq(shm_seg_attach(names[0], 1, &s, err, sizeof(err)), 0);
 	shm_seg_detach(s);

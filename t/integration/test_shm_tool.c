@@ -208,6 +208,7 @@ setup(void)
 		shm_counter_add(s, SHM_C_CONN_ACCEPTED, 10 + w);
 		shm_counter_add(s, SHM_C_CONN_CURRENT, 3);
 		shm_counter_add(s, SHM_C_DROP_SLOW, 1);
+		shm_counter_add(s, SHM_C_DROP_GAP, 2 * (w + 1));
 	}
 }
 
@@ -242,6 +243,8 @@ START_TEST(test_summary)
 	         (long)getpid());
 	ck_assert_ptr_nonnull(strstr(r.out, want));
 	ck_assert_ptr_nonnull(strstr(r.out, "conn_accepted        33"));
+	/* Pushes lost on the way from Redis, summed over the workers. */
+	ck_assert_ptr_nonnull(strstr(r.out, "drop_gap             12\n"));
 	ck_assert_str_eq(r.err, "");
 	run_free(&r);
 
@@ -258,6 +261,9 @@ START_TEST(test_summary)
 	ck_assert_int_eq(json_integer_value(json_object_get(
 	                     json_object_get(j, "counters"), "conn_current")),
 	                 9);
+	ck_assert_int_eq(json_integer_value(json_object_get(
+	                     json_object_get(j, "counters"), "drop_gap")),
+	                 12);
 	ck_assert(json_is_true(json_object_get(
 	    json_object_get(json_object_get(j, "segment"), "master"),
 	    "alive")));
@@ -274,6 +280,14 @@ START_TEST(test_workers)
 	ck_assert_int_eq(r.status, 0);
 	ck_assert_int_eq(count_lines(r.out), 1 + 3);
 	ck_assert_ptr_nonnull(strstr(r.out, "running"));
+	/* DROPS, the last column, sums every reason: 1 slow + 2 (w + 1) gap. */
+	for (int i = 0; i < 3; i++) {
+		char want[32];
+
+		snprintf(want, sizeof(want), " %d\n", 1 + 2 * (i + 1));
+		ck_assert_msg(strstr(r.out, want) != NULL, "no \"%s\" in %s",
+		              want, r.out);
+	}
 	ck_assert_ptr_nonnull(strstr(r.out, "2025-11-25T"));
 	run_free(&r);
 
@@ -296,6 +310,10 @@ START_TEST(test_workers)
 		    json_integer_value(json_object_get(
 		        json_object_get(w, "counters"), "conn_accepted")),
 		    10 + i);
+		ck_assert_int_eq(
+		    json_integer_value(json_object_get(
+		        json_object_get(w, "counters"), "drop_gap")),
+		    2 * (i + 1));
 	}
 	json_decref(j);
 	run_free(&r);
