@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "comet/gap.h"
 #include "comet/htab.h"
 #include "comet/room.h"
 
@@ -191,6 +192,80 @@ START_TEST(test_room_many)
 }
 END_TEST
 
+START_TEST(test_gap_one_src)
+{
+	struct gap g;
+
+	gap_reset(&g);
+	/* The first message of a src says nothing about what came before. */
+	ck_assert_uint_eq(gap_note(&g, 7, 5), 0);
+	ck_assert_uint_eq(gap_note(&g, 7, 6), 0);
+	ck_assert_uint_eq(gap_note(&g, 7, 7), 0);
+	/* 8 and 9 were lost. */
+	ck_assert_uint_eq(gap_note(&g, 7, 10), 2);
+	ck_assert_uint_eq(gap_note(&g, 7, 11), 0);
+	/* A lower or equal seq: logic restarted or forgot the channel. */
+	ck_assert_uint_eq(gap_note(&g, 7, 1), 0);
+	ck_assert_uint_eq(gap_note(&g, 7, 2), 0);
+	ck_assert_uint_eq(gap_note(&g, 7, 2), 0);
+	ck_assert_uint_eq(gap_note(&g, 7, 4), 1);
+	/* Absent fields: not accounted, and the state is left alone. */
+	ck_assert_uint_eq(gap_note(&g, 0, 100), 0);
+	ck_assert_uint_eq(gap_note(&g, 7, 0), 0);
+	ck_assert_uint_eq(gap_note(&g, 7, 5), 0);
+	/* The largest jump there is. */
+	ck_assert_uint_eq(gap_note(&g, 7, UINT64_MAX), UINT64_MAX - 6);
+	ck_assert_uint_eq(gap_note(&g, 7, UINT64_MAX), 0);
+	/* After a reset every src is new again. */
+	gap_reset(&g);
+	ck_assert_uint_eq(gap_note(&g, 7, 1000), 0);
+	ck_assert_uint_eq(gap_note(&g, 7, 1003), 2);
+}
+END_TEST
+
+START_TEST(test_gap_srcs_replaced)
+{
+	struct gap g;
+	uint64_t src;
+
+	memset(&g, 0, sizeof(g)); /* zeroed memory is a valid state */
+	for (src = 1; src <= GAP_SRCS; src++)
+		ck_assert_uint_eq(gap_note(&g, src, 10), 0);
+	/* Every src is tracked on its own. */
+	for (src = 1; src <= GAP_SRCS; src++)
+		ck_assert_uint_eq(gap_note(&g, src, 10 + src), src - 1);
+	/* src 1 is seen again; a new one replaces the least recent (2). */
+	ck_assert_uint_eq(gap_note(&g, 1, 12), 0);
+	ck_assert_uint_eq(gap_note(&g, 100, 50), 0);
+	ck_assert_uint_eq(gap_note(&g, 100, 52), 1);
+	ck_assert_uint_eq(gap_note(&g, 1, 14), 1);
+	ck_assert_uint_eq(gap_note(&g, 3, 15), 1);
+	/* 2 was forgotten: its next message is a first sighting. */
+	ck_assert_uint_eq(gap_note(&g, 2, 20), 0);
+	ck_assert_uint_eq(gap_note(&g, 2, 22), 1);
+}
+END_TEST
+
+START_TEST(test_room_gap_fresh)
+{
+	struct room_set rs;
+	struct room_member a = {0};
+	struct room *r;
+
+	room_set_init(&rs, NULL, NULL, NULL);
+	ck_assert_int_eq(room_join(&rs, &a, "live://g"), 0);
+	r = room_find(&rs, "live://g");
+	ck_assert_uint_eq(gap_note(&r->gap, 9, 1), 0);
+	ck_assert_uint_eq(gap_note(&r->gap, 9, 3), 1);
+	/* The last member left: a new room's state starts empty. */
+	room_leave(&rs, &a);
+	ck_assert_int_eq(room_join(&rs, &a, "live://g"), 0);
+	r = room_find(&rs, "live://g");
+	ck_assert_uint_eq(gap_note(&r->gap, 9, 10), 0);
+	room_set_release(&rs);
+}
+END_TEST
+
 static Suite *
 room_suite(void)
 {
@@ -201,6 +276,9 @@ room_suite(void)
 	tcase_add_test(tc, test_htab_same_hash);
 	tcase_add_test(tc, test_room_join_leave);
 	tcase_add_test(tc, test_room_many);
+	tcase_add_test(tc, test_gap_one_src);
+	tcase_add_test(tc, test_gap_srcs_replaced);
+	tcase_add_test(tc, test_room_gap_fresh);
 	suite_add_tcase(s, tc);
 	return s;
 }

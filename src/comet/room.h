@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "comet/gap.h"
 #include "comet/htab.h"
 
 struct sbuf;
@@ -37,6 +38,11 @@ struct room {
 	uint32_t npending;
 	uint32_t pending_cap;
 	size_t pending_bytes;
+	/*
+	 * Loss accounting of the room's channel (push.c): it lives and dies
+	 * with the subscription, so a later one starts afresh.
+	 */
+	struct gap gap;
 	size_t name_len;
 	char name[];
 };
