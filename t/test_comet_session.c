@@ -41,10 +41,11 @@ static struct rpc_server *fake;
 
 /* What the fake logic saw. */
 static int n_connect, n_disconnect, n_heartbeat, n_receive, n_renew;
-static char last_disconnect[64];
+static char last_disconnect[128];
 static int last_receive_op;
-static int logic_silent; /* answer Connect with an error */
-static int logic_hold;   /* keep the Connect call for later */
+static int logic_silent;        /* answer Connect with an error */
+static const char *logic_error; /* answer Connect with this error */
+static int logic_hold;          /* keep the Connect call for later */
 static struct rpc_call *held_call;
 static msgpack_sbuffer held_reply;
 
@@ -76,7 +77,7 @@ fake_connect(struct rpc_call *call, const msgpack_object *m)
 {
 	const char *tok;
 	size_t len;
-	char buf[256], key[64], room[64], ops[64];
+	char buf[256], key[128], room[64], ops[64];
 	long long mid;
 	int hb, n;
 	msgpack_sbuffer sb;
@@ -90,13 +91,17 @@ fake_connect(struct rpc_call *call, const msgpack_object *m)
 		rpc_call_reply(call, "ignored", NULL, 0);
 		return;
 	}
+	if (logic_error != NULL) {
+		rpc_call_reply(call, logic_error, NULL, 0);
+		return;
+	}
 	if (rpc_map_str(m, "token", &tok, &len) == -1 || len >= sizeof(buf)) {
 		rpc_call_reply(call, "bad params", NULL, 0);
 		return;
 	}
 	memcpy(buf, tok, len);
 	buf[len] = '\0';
-	n = sscanf(buf, "%lld %63s %63s %63s %d", &mid, key, room, ops, &hb);
+	n = sscanf(buf, "%lld %127s %63s %63s %d", &mid, key, room, ops, &hb);
 	if (n != 5) {
 		rpc_call_reply(call, "auth: bad token", NULL, 0);
 		return;
@@ -487,6 +492,7 @@ setup(void)
 	conf.renew_interval_ms = 100;
 	n_connect = n_disconnect = n_heartbeat = n_receive = n_renew = 0;
 	logic_silent = logic_hold = 0;
+	logic_error = NULL;
 	held_call = NULL;
 	for (i = 0; i < NW; i++) {
 		W[i].id = (uint16_t)i;
@@ -586,6 +592,76 @@ START_TEST(test_auth_refused)
 	c->fd = -1;
 	WAIT_FOR(sess_count(&W[0]) == 0);
 	ck_assert_int_eq(n_disconnect, 0);
+	client_free(c);
+}
+END_TEST
+
+START_TEST(test_connect_errors)
+{
+	static const char *const transient[] = {
+	    "redis unavailable", "redis error", "out of memory",
+	    "auth", /* no "auth: " prefix: not a verdict on the token */
+	};
+	struct client *c;
+	uint64_t rpc_errors = counter(SHM_C_RPC_ERRORS);
+	size_t i;
+
+	/*
+	 * Only "auth: ..." refuses the client; logic failing behind the call
+	 * is "logic unavailable" and counts as an rpc error.
+	 */
+	for (i = 0; i < sizeof(transient) / sizeof(transient[0]); i++) {
+		logic_error = transient[i];
+		c = client_new((int)(i % NW),
+		               i % 2 ? LISTENER_WS : LISTENER_TCP);
+		client_send(c, 1, PROTO_OP_AUTH, 1, "1 k1 - - 30", 11);
+		expect_op6(c, "logic unavailable");
+		client_free(c);
+		ck_assert_uint_eq(counter(SHM_C_RPC_ERRORS),
+		                  rpc_errors + i + 1);
+	}
+	ck_assert_uint_eq(counter(SHM_C_AUTH_FAIL), 0);
+	logic_error = "auth: token expired";
+	c = client_new(1, LISTENER_TCP);
+	client_send(c, 1, PROTO_OP_AUTH, 1, "1 k1 - - 30", 11);
+	expect_op6(c, "auth failed");
+	client_free(c);
+	ck_assert_uint_eq(counter(SHM_C_AUTH_FAIL), 1);
+	ck_assert_uint_eq(counter(SHM_C_RPC_ERRORS), rpc_errors + i);
+	ck_assert_int_eq(n_disconnect, 0);
+}
+END_TEST
+
+START_TEST(test_key_too_long)
+{
+	char tok[256], key[SHM_KEY_MAX + 1];
+	struct shm_channel ch;
+	struct client *c;
+
+	/* The longest key shm holds is fine. */
+	memset(key, 'k', SHM_KEY_MAX - 1);
+	key[SHM_KEY_MAX - 1] = '\0';
+	snprintf(tok, sizeof(tok), "3 %s live://1 - 30", key);
+	c = client_new(0, LISTENER_TCP);
+	client_auth(c, tok);
+	ck_assert_int_eq(shm_channel_get(seg, key, &ch), 0);
+	client_free(c);
+	WAIT_FOR(n_disconnect == 1 && sess_count(&W[0]) == 0);
+
+	/* One byte more: refused as such, not as a full table. */
+	memset(key, 'k', SHM_KEY_MAX);
+	key[SHM_KEY_MAX] = '\0';
+	snprintf(tok, sizeof(tok), "4 %s live://1 - 30", key);
+	c = client_new(1, LISTENER_WS);
+	client_send(c, 1, PROTO_OP_AUTH, 1, tok, strlen(tok));
+	expect_op6(c, "key too long");
+	ck_assert_uint_eq(counter(SHM_C_AUTH_FAIL), 1);
+	ck_assert_uint_eq(counter(SHM_C_TABLE_FULL), 0);
+	ck_assert_uint_eq(counter(SHM_C_AUTH_OK), 1);
+	ck_assert_uint_eq(shm_room_online(seg, "live://1"), 0);
+	/* The session logic granted is handed back. */
+	WAIT_FOR(n_disconnect == 2);
+	ck_assert_str_eq(last_disconnect, key);
 	client_free(c);
 }
 END_TEST
@@ -1102,27 +1178,46 @@ END_TEST
 
 START_TEST(test_linger_is_bounded)
 {
-	struct client *c = client_new(0, LISTENER_TCP);
+	static const enum listener_kind kinds[] = {LISTENER_TCP, LISTENER_WS};
+	struct client *c;
 	uint8_t hdr[PROTO_HEADER_LEN];
-	uint64_t t0 = now_ms();
-	size_t i = 0;
+	uint64_t t0;
+	size_t i, k;
 
-	/* A trickled auth that never completes; the trickle goes on after
-	 * op 6: the fd is let go at the end of the 2 s linger anyway. */
-	proto_header_write(hdr, 10, 1, PROTO_OP_AUTH, 1);
-	while (now_ms() - t0 < 4000 && sess_count(&W[0]) > 0) {
-		send(c->fd, hdr + (i < sizeof(hdr) - 1 ? i : 0), 1,
-		     MSG_NOSIGNAL);
-		i++;
-		client_read(c);
-		evbuffer_drain(c->in, evbuffer_get_length(c->in));
-		run_ms(100);
+	for (k = 0; k < 2; k++) {
+		c = client_new(0, kinds[k]);
+		t0 = now_ms();
+		i = 0;
+		/*
+		 * A trickled auth (or WebSocket frame) that never completes;
+		 * the trickle goes on after op 6: the fd is let go at the end
+		 * of the 2 s linger anyway.
+		 */
+		proto_header_write(hdr, 10, 1, PROTO_OP_AUTH, 1);
+		if (kinds[k] == LISTENER_WS) {
+			/* A masked binary frame of 256 bytes, never done. */
+			hdr[0] = 0x82;
+			hdr[1] = 0x80 | 126;
+			hdr[2] = 1;
+			hdr[3] = 0;
+		}
+		while (now_ms() - t0 < 4000 && sess_count(&W[0]) > 0) {
+			send(c->fd, hdr + (i < sizeof(hdr) - 1 ? i : 0), 1,
+			     MSG_NOSIGNAL);
+			i++;
+			client_read(c);
+			evbuffer_drain(c->in, evbuffer_get_length(c->in));
+			run_ms(100);
+		}
+		ck_assert_uint_eq(sess_count(&W[0]), 0);
+		/* handshake 0.5 s + linger 2 s, with a margin */
+		ck_assert_uint_lt(now_ms() - t0, 3500);
+		ck_assert_uint_eq(counter(SHM_C_HANDSHAKE_TIMEOUT), k + 1);
+		/* The server's end is closed, not only forgotten. */
+		ck_assert_int_eq(send(c->fd, "x", 1, MSG_NOSIGNAL), -1);
+		ck_assert_int_eq(errno, EPIPE);
+		client_free(c);
 	}
-	ck_assert_uint_eq(sess_count(&W[0]), 0);
-	/* handshake 0.5 s + linger 2 s, with a margin */
-	ck_assert_uint_lt(now_ms() - t0, 3500);
-	ck_assert_uint_eq(counter(SHM_C_HANDSHAKE_TIMEOUT), 1);
-	client_free(c);
 }
 END_TEST
 
@@ -1263,6 +1358,8 @@ session_suite(void)
 	tcase_set_timeout(tc, 30);
 	tcase_add_test(tc, test_auth_heartbeat);
 	tcase_add_test(tc, test_auth_refused);
+	tcase_add_test(tc, test_connect_errors);
+	tcase_add_test(tc, test_key_too_long);
 	tcase_add_test(tc, test_handshake_timeout);
 	tcase_add_test(tc, test_heartbeat_timeout);
 	tcase_add_test(tc, test_key_push_accepts);

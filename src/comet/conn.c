@@ -295,10 +295,9 @@ sess_retry_cb(evutil_socket_t fd, short what, void *arg)
 			c->flags |= CONN_F_RPC_PENDING;
 			continue;
 		}
-		if (now - c->logic_hb_ms >= (uint64_t)limit) {
-			sess_count_add(sw, SHM_C_AUTH_FAIL, 1);
+		/* Each failed attempt counted an rpc error already. */
+		if (now - c->logic_hb_ms >= (uint64_t)limit)
 			conn_close(c, "logic unavailable", SHM_C__COUNT);
-		}
 	}
 	if (sw->waiting != NULL)
 		sess_retry_arm(sw);
@@ -557,7 +556,6 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 	case CONN_CONNECTING:
 		if (c->flags & CONN_F_WAITING) {
 			/* The client did its part; logic never came back. */
-			sess_count_add(c->sw, SHM_C_AUTH_FAIL, 1);
 			conn_close(c, "logic unavailable", SHM_C__COUNT);
 			break;
 		}
@@ -687,6 +685,23 @@ conn_leave_room(struct conn *c)
 	room_leave(&sw->rooms, &c->room);
 }
 
+/*
+ * logic granted a session this node cannot take: hand it back, so that
+ * logic does not count the user online until the session expires.
+ */
+static void
+conn_disconnect_unused(struct conn *c, const struct logic_auth *a)
+{
+	struct sess_worker *sw = c->sw;
+	char *key;
+
+	if ((key = strndup(a->key, a->key_len)) == NULL)
+		return;
+	if (logic_disconnect(sw->logic, a->mid, key) == 0)
+		sw->disconnects_pending++;
+	free(key);
+}
+
 static void
 conn_auth_cb(enum logic_status st, const char *reason,
              const struct logic_auth *a, void *arg)
@@ -703,9 +718,25 @@ conn_auth_cb(enum logic_status st, const char *reason,
 	if (c->state != CONN_CONNECTING)
 		return;
 	if (st != LOGIC_OK) {
-		sess_count_add(sw, SHM_C_AUTH_FAIL, 1);
-		log_info("conn %u: auth refused: %s", c->id, reason);
-		conn_close(c, reason, SHM_C__COUNT);
+		/* Only a refusal is the client's: the rest are rpc errors. */
+		log_info("conn %u: %s: %s", c->id,
+		         st == LOGIC_REFUSED ? "auth refused"
+		                             : "Connect failed",
+		         reason);
+		conn_close(c, reason,
+		           st == LOGIC_REFUSED ? SHM_C_AUTH_FAIL
+		                               : SHM_C__COUNT);
+		return;
+	}
+	/*
+	 * shm holds keys of up to SHM_KEY_MAX - 1 bytes. Checked here so that
+	 * a long key is a refusal of its own, not a full table.
+	 */
+	if (a->key_len >= SHM_KEY_MAX) {
+		log_info("conn %u: key of %zu bytes refused (at most %d)",
+		         c->id, a->key_len, SHM_KEY_MAX - 1);
+		conn_disconnect_unused(c, a);
+		conn_close(c, "key too long", SHM_C_AUTH_FAIL);
 		return;
 	}
 	if ((c->key = strndup(a->key, a->key_len)) == NULL) {
@@ -736,11 +767,18 @@ conn_auth_cb(enum logic_status st, const char *reason,
 	ch.naccepts = c->naccepts;
 	memcpy(ch.accepts, c->accepts, c->naccepts * sizeof(int32_t));
 	rc = shm_channel_put(sw->w->shm, &ch, &old);
-	if (rc == -1) {
+	if (rc == -1 && errno == ENOSPC) {
 		sess_count_add(sw, SHM_C_TABLE_FULL, 1);
 		log_warn("conn %u: channel table full, refusing key %s", c->id,
 		         c->key);
 		conn_close(c, "server full", SHM_C_AUTH_FAIL);
+		return;
+	}
+	if (rc == -1) {
+		/* Everything shm checks was checked above: a bug if seen. */
+		log_error("conn %u: shm refused key %s: %s", c->id, c->key,
+		          strerror(errno));
+		conn_close(c, "server error", SHM_C_AUTH_FAIL);
 		return;
 	}
 	if (rc == 1) {
@@ -888,7 +926,7 @@ conn_handle_frame(struct conn *c, const struct proto_frame *f)
 			sw->waiting = c;
 			sess_retry_arm(sw);
 		} else {
-			sess_count_add(sw, SHM_C_AUTH_FAIL, 1);
+			/* Not the client's fault: logic_call counted it. */
 			conn_close(c, "logic unavailable", SHM_C__COUNT);
 			return;
 		}

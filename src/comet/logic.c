@@ -213,6 +213,33 @@ logic_connect_orphan(struct logic *lg, const msgpack_object *result)
 	logic_session_call(lg, "Disconnect", mid, key, logic_ignore_result);
 }
 
+/*
+ * Whether a Connect error is logic's verdict on the token. imgate-logic
+ * says "auth: <why>" for those; anything else ("redis unavailable", "redis
+ * error", a replacement server's own failures) is a failure on its side,
+ * and the client is not to blame.
+ */
+static int
+logic_is_refusal(const msgpack_object *error)
+{
+	static const char prefix[] = "auth: ";
+	const char *s;
+	size_t len;
+
+	if (error == NULL)
+		return 0;
+	if (error->type == MSGPACK_OBJECT_STR) {
+		s = error->via.str.ptr;
+		len = error->via.str.size;
+	} else if (error->type == MSGPACK_OBJECT_BIN) {
+		s = error->via.bin.ptr;
+		len = error->via.bin.size;
+	} else
+		return 0;
+	return len >= sizeof(prefix) - 1 &&
+	       memcmp(s, prefix, sizeof(prefix) - 1) == 0;
+}
+
 static void
 logic_connect_result(enum rpc_status st, const msgpack_object *error,
                      const msgpack_object *result, void *arg)
@@ -230,23 +257,22 @@ logic_connect_result(enum rpc_status st, const msgpack_object *error,
 		return;
 	}
 	memset(&a, 0, sizeof(a));
-	switch (st) {
-	case RPC_OK:
-		break;
-	case RPC_EREMOTE:
-		sess_count_add(lg->sw, SHM_C_RPC_ERRORS, 1);
+	if (st == RPC_EREMOTE && logic_is_refusal(error)) {
 		lg->connect_cb(LOGIC_REFUSED, "auth failed", NULL, carg);
 		return;
-	default:
+	}
+	if (st != RPC_OK) {
+		/* Redis down behind logic, a timeout: the client may retry. */
 		sess_count_add(lg->sw, SHM_C_RPC_ERRORS, 1);
 		lg->connect_cb(LOGIC_UNAVAILABLE, "logic unavailable", NULL,
 		               carg);
 		return;
 	}
+	/* The key's length is the caller's to check (a reason of its own). */
 	if (result == NULL || rpc_map_int(result, "mid", &a.mid) == -1 ||
 	    rpc_map_str(result, "key", &a.key, &a.key_len) == -1 ||
-	    a.key_len == 0 || a.key_len >= SHM_KEY_MAX ||
-	    memchr(a.key, '\0', a.key_len) != NULL) {
+	    a.key_len == 0 || memchr(a.key, '\0', a.key_len) != NULL) {
+		sess_count_add(lg->sw, SHM_C_RPC_ERRORS, 1);
 		lg->connect_cb(LOGIC_BAD_REPLY, "bad logic reply", NULL, carg);
 		return;
 	}
@@ -257,6 +283,7 @@ logic_connect_result(enum rpc_status st, const msgpack_object *error,
 	}
 	if (a.room_len >= SHM_ROOM_MAX ||
 	    memchr(a.room, '\0', a.room_len) != NULL) {
+		sess_count_add(lg->sw, SHM_C_RPC_ERRORS, 1);
 		lg->connect_cb(LOGIC_BAD_REPLY, "room id too long", NULL, carg);
 		return;
 	}
