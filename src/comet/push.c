@@ -10,6 +10,7 @@
 #include <hiredis/hiredis.h>
 
 #include "comet/conn.h"
+#include "comet/gap.h"
 #include "comet/push.h"
 #include "common/envelope.h"
 #include "common/proto.h"
@@ -42,6 +43,14 @@ struct push {
 	int was_ready;  /* connected before: a reconnect follows an outage */
 	unsigned fails; /* connection attempts failed in a row */
 	uint64_t bad_log_ms; /* last "bad envelope" line (rate limit) */
+	uint64_t gap_log_ms; /* last "pushes lost" line (rate limit) */
+	/*
+	 * Loss accounting of the node and broadcast channels; a room's is in
+	 * its struct room. Kept across Redis reconnects: what was published
+	 * meanwhile shows up as a jump in seq.
+	 */
+	struct gap gap_node;
+	struct gap gap_all;
 	long backoff_ms;
 	struct event *retry;
 	struct event *flush;
@@ -554,6 +563,59 @@ push_is_room_channel(struct push *p, const char *ch, size_t len,
 	return 1;
 }
 
+/* The loss accounting of channel ch, or NULL (not one we follow). */
+static struct gap *
+push_channel_gap(struct push *p, const char *ch, size_t len)
+{
+	char name[SHM_ROOM_MAX];
+	const char *room;
+	size_t room_len;
+	struct room *r;
+
+	if (len == strlen(p->node_ch) && memcmp(ch, p->node_ch, len) == 0)
+		return &p->gap_node;
+	if (len == strlen(p->all_ch) && memcmp(ch, p->all_ch, len) == 0)
+		return &p->gap_all;
+	if (!push_is_room_channel(p, ch, len, &room, &room_len) ||
+	    room_len >= sizeof(name) || memchr(room, '\0', room_len) != NULL)
+		return NULL;
+	memcpy(name, room, room_len);
+	name[room_len] = '\0';
+	/* A late message for a room we left: its accounting went with it. */
+	r = room_find(&p->sw->rooms, name);
+	return r != NULL ? &r->gap : NULL;
+}
+
+/*
+ * Nothing vanishes silently: pushes Redis dropped on the way to this
+ * worker (published while it was reconnecting) show up as a jump in the
+ * publisher's seq and are counted.
+ */
+static void
+push_account_gap(struct push *p, const char *ch, size_t len,
+                 const struct envelope *e)
+{
+	struct gap *g;
+	uint64_t missed, now;
+
+	if (e->src == 0 || e->seq == 0 ||
+	    (g = push_channel_gap(p, ch, len)) == NULL)
+		return;
+	if ((missed = gap_note(g, e->src, e->seq)) == 0)
+		return;
+	sess_count_add(p->sw, SHM_C_DROP_GAP,
+	               missed > INT64_MAX ? INT64_MAX : (int64_t)missed);
+	now = sess_mono_ms();
+	if (now - p->gap_log_ms >= 1000) {
+		p->gap_log_ms = now;
+		log_warn("push: %llu message(s) on %.*s never reached this "
+		         "worker (publisher %016llx, seq %llu)",
+		         (unsigned long long)missed, (int)len, ch,
+		         (unsigned long long)e->src,
+		         (unsigned long long)e->seq);
+	}
+}
+
 static void
 push_message_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -603,6 +665,7 @@ push_message_cb(redisAsyncContext *ac, void *r, void *privdata)
 		}
 		return;
 	}
+	push_account_gap(p, ch->str, ch->len, &e);
 	push_deliver(p, &e);
 }
 
@@ -796,6 +859,12 @@ push_free(struct push *p)
 	free(p);
 }
 
+static void
+push_room_gap_reset(struct room *r, void *arg)
+{
+	gap_reset(&r->gap);
+}
+
 void
 push_reload(struct push *p, const struct comet_conf *old)
 {
@@ -813,6 +882,10 @@ push_reload(struct push *p, const struct comet_conf *old)
 		return;
 	}
 	log_notice("push: redis settings changed, reconnecting");
+	/* Other channels or another Redis: nothing to compare with. */
+	gap_reset(&p->gap_node);
+	gap_reset(&p->gap_all);
+	room_each(&p->sw->rooms, push_room_gap_reset, NULL);
 	p->closing = 1;
 	if (p->ac != NULL)
 		redisAsyncFree(p->ac);

@@ -7,6 +7,7 @@ envelopes PUBLISHed to Redis where a test needs exact timing).
 Run from the build directory (make check does) or set IMGATE_COMET and
 IMGATE_LOGIC.
 """
+import json
 import os
 import signal
 import subprocess
@@ -131,6 +132,14 @@ def publish_pipelined(redis, envelopes):
     for _ in envelopes:
         r._read()
     r.close()
+
+
+def numsub(redis, channel):
+    r = redis.client()
+    try:
+        return int(r.command("PUBSUB", "NUMSUB", channel)[1])
+    finally:
+        r.close()
 
 
 class SessionTest(unittest.TestCase):
@@ -322,6 +331,64 @@ class SessionTest(unittest.TestCase):
         self.assertEqual(m("imgate_comet_drop_no_key_total"), no_key + 1)
         self.assertIsNone(c.recv(0.2))
 
+    def test_gap_counted(self):
+        """Envelopes carry the publisher's src and a seq per channel: a
+        jump is counted as pushes that never reached the worker."""
+        m = lambda: self.comet.metric("imgate_comet_drop_gap_total")  # noqa: E731
+        gap = m()
+        src = 0x5EED00000000 + os.getpid()
+        node = "%s:node:node-a" % PREFIX
+
+        def key_env(seq, s=src):
+            return (node, {"type": 0, "operation": 1000, "server": "node-a",
+                           "keys": ["nobody-gap"], "msg": b"g", "src": s,
+                           "seq": seq})
+
+        # Both workers subscribe to the node channel: each missed 3 and 4.
+        publish_pipelined(self.redis, [key_env(1), key_env(2), key_env(5)])
+        H.wait_for(lambda: m() == gap + 4, 3, "gap on the node channel")
+        # Lower seq: that publisher restarted; no count, and it goes on
+        # from there. Another publisher on the channel is tracked apart;
+        # envelopes without src or seq are not accounted.
+        no_seq = (node, {"type": 0, "operation": 1000, "server": "node-a",
+                         "keys": ["nobody-gap"], "msg": b"g"})
+        publish_pipelined(self.redis, [key_env(1), key_env(7, src + 1),
+                                       no_seq, key_env(2), key_env(9, src + 1),
+                                       key_env(3)])
+        H.wait_for(lambda: m() == gap + 6, 3, "second publisher's gap")
+        time.sleep(0.3)
+        self.assertEqual(m(), gap + 6)
+
+        # A room channel: only the worker holding the member subscribes.
+        room = "%s:room:live://gap" % PREFIX
+
+        def room_env(seq):
+            return (room, {"type": 1, "operation": 1000, "room": "live://gap",
+                           "msg": b"r%d" % seq, "src": src, "seq": seq})
+
+        c = self.connect("tcp", token(97, "live://gap"))
+        H.wait_for(lambda: numsub(self.redis, room) == 1, 3, "room subscribed")
+        publish_pipelined(self.redis, [room_env(1), room_env(3)])
+        self.assertEqual([c.expect(1000).body for _ in range(2)], [b"r1", b"r3"])
+        H.wait_for(lambda: m() == gap + 7, 3, "gap on the room channel")
+        # The last member left: the worker unsubscribed and forgot the
+        # channel, so what was published meanwhile is not its loss.
+        c.close()
+        H.wait_for(lambda: numsub(self.redis, room) == 0, 3, "room unsubscribed")
+        publish_pipelined(self.redis, [room_env(4), room_env(5)])
+        d = self.connect("ws", token(98, "live://gap"))
+        H.wait_for(lambda: numsub(self.redis, room) == 1, 3, "room subscribed again")
+        publish_pipelined(self.redis, [room_env(9), room_env(10)])
+        self.assertEqual([d.expect(1000).body for _ in range(2)], [b"r9", b"r10"])
+        time.sleep(0.3)
+        self.assertEqual(m(), gap + 7)
+        # imgate-shm reports the same figure.
+        r = subprocess.run([H.find_binary("imgate-shm"), "-n",
+                            self.comet.conf["shm"]["name"], "--json"],
+                           capture_output=True, text=True, timeout=10)
+        self.assertEqual(r.returncode, 0, r.stderr)
+        self.assertEqual(json.loads(r.stdout)["counters"]["drop_gap"], gap + 7)
+
     def test_ws_path_and_ping(self):
         with self.assertRaises(Exception):
             GoimClient.ws(self.comet.ws, path="/nope")
@@ -377,6 +444,37 @@ class RestartTest(unittest.TestCase):
             return False
         f = c.recv(0.3)
         return f is not None and f.body == b"after"
+
+    def test_gap_across_redis_restart(self):
+        """What is published while a worker's subscriber is away is lost by
+        Redis; the seq it missed shows up after the reconnect."""
+        redis = H.Redis()
+        logic = Logic(redis)
+        comet = Comet(redis, logic, "node-g", workers=1)
+        node = "%s:node:node-g" % PREFIX
+        src = 0x6A9000000000 + os.getpid()
+
+        def env(seq):
+            return (node, {"type": 0, "operation": 1000, "server": "node-g",
+                           "keys": ["nobody"], "msg": b"x", "src": src,
+                           "seq": seq})
+
+        publish_pipelined(redis, [env(1), env(2)])
+        H.wait_for(lambda: comet.metric("imgate_comet_drop_no_key_total") == 2,
+                   3, "envelopes received")
+        redis.kill()
+        time.sleep(0.3)
+        redis.start()
+        H.wait_for(lambda: numsub(redis, node) == 1, 10, "subscriber back")
+        # 3 and 4 were published (and lost) while it was away.
+        publish_pipelined(redis, [env(5)])
+        H.wait_for(lambda: comet.metric("imgate_comet_drop_gap_total") == 2,
+                   3, "gap counted after the reconnect")
+        self.assertIn("2 message(s) on %s never reached this worker" % node,
+                      comet.log())
+        comet.d.stop()
+        logic.d.stop()
+        redis.stop()
 
     def test_sigterm_drains(self):
         redis = H.Redis()
