@@ -21,6 +21,7 @@
 #include "common/envelope.h"
 #include "logic/api.h"
 #include "logic/auth.h"
+#include "logic/chanseq.h"
 #include "logic/online.h"
 #include "logic/session.h"
 
@@ -43,7 +44,7 @@ static const char *const route_names[ROUTE__COUNT] = {"/goim/push/keys",
                                                       "/demo/",
                                                       "other"};
 
-static const int code_values[CODE__COUNT] = {0, -400, -401, -500, -404};
+static const int code_values[CODE__COUNT] = {0, -400, -401, -500, -404, -504};
 
 /* One request while Redis works on it. */
 struct req_ctx {
@@ -61,7 +62,8 @@ struct req_ctx {
 	const char *type; /* points into q */
 	struct evbuffer *body;
 	unsigned outstanding; /* PUBLISH commands not answered yet */
-	unsigned failed;
+	unsigned failed;      /* certainly not published */
+	unsigned unknown;     /* written to Redis, never answered */
 	unsigned published;
 	size_t matched; /* keys with a session */
 };
@@ -230,6 +232,13 @@ push_done(struct req_ctx *c)
 {
 	json_t *data;
 
+	/* Whether a retry is safe matters more than what else failed. */
+	if (c->unknown > 0) {
+		ctx_reply(c, CODE_TIMEOUT,
+		          "publish timed out: it may have been delivered",
+		          NULL);
+		return;
+	}
 	if (c->failed > 0) {
 		ctx_reply(c, CODE_SERVER_ERROR, "publish failed", NULL);
 		return;
@@ -245,11 +254,17 @@ on_published(const redisReply *r, void *arg)
 	struct req_ctx *c = arg;
 	struct logic *l = c->a->l;
 
-	if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
+	if (r == NULL && store_reply_unknown(l->store)) {
+		c->unknown++;
+		l->metrics.publish_unknown++;
+	} else if (r == NULL || r->type != REDIS_REPLY_INTEGER) {
 		c->failed++;
 		l->metrics.publish_failures++;
 	} else {
 		c->published++;
+		/* Accepted, and nobody anywhere was listening. */
+		if (r->integer == 0 && c->route <= ROUTE_PUSH_ALL)
+			l->metrics.publish_no_subscriber[c->route]++;
 	}
 	if (--c->outstanding == 0)
 		push_done(c);
@@ -265,21 +280,33 @@ publish(struct req_ctx *c, struct envelope *e, const char *name)
 	struct logic *l = c->a->l;
 	char channel[600];
 	msgpack_sbuffer sb;
+	size_t clen = 0;
 	int r = -1;
 
 	e->id = logic_next_id(l);
 	e->ts = logic_now_ms();
 	e->msg = (const uint8_t *)evbuffer_pullup(c->body, -1);
 	e->msg_len = evbuffer_get_length(c->body);
+	e->src = l->src;
+	e->seq = 0;
 	msgpack_sbuffer_init(&sb);
 	if (envelope_channel(channel, sizeof(channel), l->conf->prefix, e->type,
-	                     name) == 0 &&
-	    envelope_encode(&sb, e) == 0 &&
-	    session_publish(l, channel, sb.data, sb.size, on_published, c) ==
-	        0) {
+	                     name) == 0) {
+		clen = strlen(channel);
+		if (l->chanseq != NULL)
+			e->seq = chanseq_next(l->chanseq, channel, clen, e->ts);
+		if (envelope_encode(&sb, e) == 0 &&
+		    session_publish(l, channel, sb.data, sb.size, on_published,
+		                    c) == 0) {
+			r = 0;
+		} else if (l->chanseq != NULL) {
+			/* Never handed to Redis: not a hole to count. */
+			chanseq_undo(l->chanseq, channel, clen, e->seq);
+		}
+	}
+	if (r == 0) {
 		c->outstanding++;
 		l->metrics.published[e->type]++;
-		r = 0;
 	} else {
 		c->failed++;
 		l->metrics.publish_failures++;
@@ -466,7 +493,7 @@ push_keys(struct req_ctx *c)
 		          NULL);
 		return;
 	}
-	if (collect(c, "keys", 1, ENVELOPE_NAME_MAX,
+	if (collect(c, "keys", 1, AUTH_KEY_MAX - 1,
 	            (size_t)c->a->l->conf->max_targets, why,
 	            sizeof(why)) == -1) {
 		ctx_reply(c, CODE_BAD_REQUEST, why, NULL);
@@ -857,6 +884,15 @@ metrics(struct api *a, struct evhttp_request *req)
 		                    "imgate_logic_envelopes_published_total{"
 		                    "type=\"%s\"} %" PRIu64 "\n",
 		                    types[t], m->published[t]);
+	evbuffer_add_printf(b,
+	                    "# TYPE imgate_logic_publish_no_subscriber_total "
+	                    "counter\n");
+	for (int r = 0; r <= ROUTE_PUSH_ALL; r++)
+		evbuffer_add_printf(b,
+		                    "imgate_logic_publish_no_subscriber_total{"
+		                    "type=\"%s\"} %" PRIu64 "\n",
+		                    route_names[r] + sizeof("/goim/push/") - 1,
+		                    m->publish_no_subscriber[r]);
 	evbuffer_add_printf(b, "# TYPE imgate_logic_rpc_calls_total counter\n");
 	for (int i = 0; i < METHOD__COUNT; i++)
 		evbuffer_add_printf(
@@ -878,6 +914,7 @@ metrics(struct api *a, struct evhttp_request *req)
 	                    "imgate_logic_" name " %" PRIu64 "\n",   \
 	                    (v))
 	ONE("publish_failures_total", m->publish_failures);
+	ONE("publish_unknown_total", m->publish_unknown);
 	ONE("push_targets_unknown_total", m->push_keys_unknown);
 	ONE("auth_failures_total", m->auth_failures);
 	ONE("redis_reconnects_total", m->redis_reconnects);
@@ -1275,7 +1312,9 @@ dispatch(struct evhttp_request *req, void *arg)
 	c->req = req;
 	c->route = route;
 	query = evhttp_uri_get_query(uri);
-	if (query != NULL && evhttp_parse_query_str(query, &c->q) == -1) {
+	/* Decoded, %00 would cut a key or room short: "a%00b" names "a". */
+	if (query != NULL && (strstr(query, "%00") != NULL ||
+	                      evhttp_parse_query_str(query, &c->q) == -1)) {
 		ctx_reply(c, CODE_BAD_REQUEST, "malformed query", NULL);
 		return;
 	}

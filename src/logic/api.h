@@ -15,9 +15,10 @@
  *
  * Lists are repeated parameters; keys and mids may also be comma-separated.
  * Answers are {"code":0,"message":"","data":...} with HTTP 200, code -400
- * for bad requests and -500 when Redis fails, like goim; -401 (HTTP 401)
- * when push_token is set and the bearer token is wrong, -404 (HTTP 404)
- * for unknown paths.
+ * for bad requests and -500 when Redis fails, like goim; -504 (HTTP 200)
+ * when a PUBLISH was written but never answered, so the push may have
+ * been delivered (see enum api_code); -401 (HTTP 401) when push_token is
+ * set and the bearer token is wrong, -404 (HTTP 404) for unknown paths.
  */
 #ifndef IMGATE_LOGIC_API_H
 #define IMGATE_LOGIC_API_H

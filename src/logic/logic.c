@@ -34,3 +34,21 @@ logic_next_id(struct logic *l)
 	}
 	return seed ^ (++l->publish_seq * 0x9e3779b97f4a7c15ULL);
 }
+
+uint64_t
+logic_new_src(void)
+{
+	uint64_t v = 0;
+
+	/* Two logic processes must not share a src: their seqs would mix. */
+	while (v == 0) {
+		if (getrandom(&v, sizeof(v), 0) != (ssize_t)sizeof(v)) {
+			struct timeval tv;
+
+			gettimeofday(&tv, NULL);
+			v = ((uint64_t)tv.tv_sec << 32) ^
+			    ((uint64_t)tv.tv_usec << 12) ^ (uint64_t)getpid();
+		}
+	}
+	return v;
+}

@@ -5,6 +5,7 @@
  *   main.c      options, daemonizing, pid file, signals, reload
  *   conf.c      imgate-logic.conf (INI, libinih)
  *   auth.c      Connect tokens: goim's JSON token, or a JWT (HS256)
+ *   chanseq.c   the per-channel seq stamped on envelopes
  *   store.c     the Redis connection: async hiredis on the daemon's loop,
  *               reconnect with backoff, a watchdog for a hung server, Lua
  *               scripts loaded on every connect
@@ -124,12 +125,22 @@ enum api_route {
 	ROUTE__COUNT
 };
 
+/*
+ * The "code" of an HTTP answer. -500 and -504 differ in what a sender may
+ * do next: -500 means the push certainly was not published (Redis not
+ * connected, the PUBLISH never written), so sending it again is safe.
+ * -504 means a PUBLISH was written to Redis but no reply came (Redis
+ * stalled or the connection dropped): Redis may have run it, or may still
+ * run it when it wakes up, so the push may have been delivered and
+ * sending it again may deliver it twice.
+ */
 enum api_code {
 	CODE_OK = 0,
 	CODE_BAD_REQUEST,  /* -400 */
 	CODE_UNAUTHORIZED, /* -401 */
 	CODE_SERVER_ERROR, /* -500 */
 	CODE_NOT_FOUND,    /* -404 */
+	CODE_TIMEOUT,      /* -504 */
 	CODE__COUNT
 };
 
@@ -147,9 +158,12 @@ enum svc_method {
 
 struct logic_metrics {
 	uint64_t http[ROUTE__COUNT][CODE__COUNT];
-	uint64_t pushes[3];         /* by envelope type */
-	uint64_t published[3];      /* envelopes published, by type */
-	uint64_t publish_failures;  /* PUBLISH that failed */
+	uint64_t pushes[3];        /* by envelope type */
+	uint64_t published[3];     /* envelopes published, by type */
+	uint64_t publish_failures; /* PUBLISH that certainly failed */
+	uint64_t publish_unknown;  /* PUBLISH written, never answered */
+	/* PUBLISH answered "0 receivers", by push route (keys mids room all) */
+	uint64_t publish_no_subscriber[ROUTE_PUSH_ALL + 1];
 	uint64_t push_keys_unknown; /* keys or mids with no session */
 	uint64_t rpc_calls[METHOD__COUNT];
 	uint64_t rpc_errors[METHOD__COUNT];
@@ -166,6 +180,7 @@ struct api;
 struct svc;
 struct webhook;
 struct online;
+struct chanseq;
 
 /* The daemon: one event loop, one process. */
 struct logic {
@@ -178,6 +193,8 @@ struct logic {
 	struct online *online;
 	struct logic_metrics metrics;
 	uint64_t publish_seq;
+	uint64_t src;            /* envelopes' "src": random, non-zero */
+	struct chanseq *chanseq; /* envelopes' "seq" per channel */
 };
 
 /* Wall clock in ms since the epoch. */
@@ -185,5 +202,8 @@ uint64_t logic_now_ms(void);
 
 /* A unique id for an envelope: pid, time and a sequence mixed. */
 uint64_t logic_next_id(struct logic *l);
+
+/* A random non-zero "src" for this process's envelopes. */
+uint64_t logic_new_src(void);
 
 #endif

@@ -7,7 +7,10 @@
  *   -v       print the version
  *
  * Exit status: 0 clean stop, 1 runtime failure (cannot listen, pid file
- * taken), 2 bad config at start (a supervisor should not respawn).
+ * taken), 2 bad config at start (a supervisor should not respawn). The
+ * listeners are bound and the pid file checked before daemonizing, and
+ * the parent waits for the daemon to be ready, so without -f a failed
+ * start is the exit status of the command that started it.
  * SIGHUP reloads the config (an invalid file is refused and logged, the
  * old config stays); SIGTERM/SIGINT stop; SIGUSR1 reopens the log file.
  */
@@ -16,6 +19,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,6 +29,7 @@
 #include <event2/event.h>
 
 #include "logic/api.h"
+#include "logic/chanseq.h"
 #include "logic/logic.h"
 #include "logic/online.h"
 #include "logic/session.h"
@@ -33,6 +38,11 @@
 #include "logic/webhook.h"
 
 #define DEFAULT_CONF SYSCONFDIR "/imgate/imgate-logic.conf"
+
+/* Channels whose seq is remembered, and for how long after their last
+ * push: enough for every busy room, bounded against a flood of names. */
+#define CHANSEQ_MAX     (256u * 1024)
+#define CHANSEQ_IDLE_MS (10u * 60 * 1000)
 
 static void
 usage(void)
@@ -158,6 +168,34 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
+/* 1 when a live process other than this one is named in the pid file. */
+static int
+pid_running(const char *path)
+{
+	char buf[32];
+	ssize_t n;
+	long pid;
+	int fd;
+
+	if (path[0] == '\0')
+		return 0;
+	fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1)
+		return 0;
+	n = read(fd, buf, sizeof(buf) - 1);
+	close(fd);
+	if (n <= 0)
+		return 0;
+	buf[n] = '\0';
+	pid = strtol(buf, NULL, 10);
+	if (pid > 0 && pid != getpid() &&
+	    (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
+		log_error("pid file %s: process %ld is running", path, pid);
+		return 1;
+	}
+	return 0;
+}
+
 /*
  * -1 if another live process holds the pid file. A pid file that cannot
  * be written (an unprivileged run with the default path) is only warned
@@ -172,23 +210,8 @@ write_pid(const char *path)
 
 	if (path[0] == '\0')
 		return 1;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd != -1) {
-		n = read(fd, buf, sizeof(buf) - 1);
-		close(fd);
-		if (n > 0) {
-			long pid;
-
-			buf[n] = '\0';
-			pid = strtol(buf, NULL, 10);
-			if (pid > 0 && pid != getpid() &&
-			    (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
-				log_error("pid file %s: process %ld is running",
-				          path, pid);
-				return -1;
-			}
-		}
-	}
+	if (pid_running(path))
+		return -1;
 	snprintf(dir, sizeof(dir), "%s", path);
 	slash = strrchr(dir, '/');
 	if (slash != NULL && slash != dir) {
@@ -212,6 +235,93 @@ write_pid(const char *path)
 	return 0;
 }
 
+/*
+ * logic holds a connection per comet worker and per HTTP client: the
+ * usual soft limit of 1024 descriptors is far too low for a busy node.
+ */
+static void
+raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		log_warn("getrlimit(RLIMIT_NOFILE): %s; connections may be "
+		         "refused early",
+		         strerror(errno));
+		return;
+	}
+	if (rl.rlim_cur >= rl.rlim_max)
+		return;
+	rl.rlim_cur = rl.rlim_max;
+	if (setrlimit(RLIMIT_NOFILE, &rl) == -1) {
+		getrlimit(RLIMIT_NOFILE, &rl);
+		log_warn("cannot raise the open files limit to its hard limit "
+		         "(setrlimit RLIMIT_NOFILE: %s): staying at %llu, "
+		         "connections beyond it will be refused",
+		         strerror(errno), (unsigned long long)rl.rlim_cur);
+	}
+}
+
+/*
+ * Fork into the background. The parent exits once the daemon says it
+ * runs (one byte on the pipe): 0, or 1 when the daemon failed first.
+ * Returns the daemon's end of the pipe, or -1.
+ */
+static int
+daemonize(int keep_stderr)
+{
+	int p[2], fd;
+	ssize_t r;
+	pid_t pid;
+	char c = 0;
+
+	if (pipe2(p, O_CLOEXEC) == -1) {
+		log_error("pipe: %s", strerror(errno));
+		return -1;
+	}
+	pid = fork();
+	if (pid == -1) {
+		log_error("fork: %s", strerror(errno));
+		close(p[0]);
+		close(p[1]);
+		return -1;
+	}
+	if (pid > 0) {
+		close(p[1]);
+		do
+			r = read(p[0], &c, 1);
+		while (r == -1 && errno == EINTR);
+		_exit(r == 1 && c == '1' ? 0 : 1);
+	}
+	close(p[0]);
+	if (setsid() == -1)
+		log_warn("setsid: %s", strerror(errno));
+	if (chdir("/") == -1)
+		log_warn("chdir /: %s", strerror(errno));
+	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
+	if (fd != -1) {
+		dup2(fd, STDIN_FILENO);
+		dup2(fd, STDOUT_FILENO);
+		if (!keep_stderr)
+			dup2(fd, STDERR_FILENO);
+		if (fd > STDERR_FILENO)
+			close(fd);
+	}
+	return p[1];
+}
+
+/* Tell the waiting parent how the start went. */
+static void
+ready(int *fd, int ok)
+{
+	if (*fd == -1)
+		return;
+	if (ok && write(*fd, "1", 1) != 1)
+		log_warn("start-up pipe: %s", strerror(errno));
+	close(*fd);
+	*fd = -1;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -222,6 +332,7 @@ main(int argc, char **argv)
 	struct store_opts so;
 	char err[1024], abspath[PATH_MAX];
 	int opt, check = 0, foreground = 0, rc = 1, pid_written = 0;
+	int ready_fd = -1;
 
 	while ((opt = getopt(argc, argv, "c:ftvh")) != -1) {
 		switch (opt) {
@@ -262,23 +373,48 @@ main(int argc, char **argv)
 		free(l.conf);
 		return 2;
 	}
-	if (!foreground && daemon(0, 0) == -1) {
-		log_error("daemon: %s", strerror(errno));
-		free(l.conf);
-		return 1;
-	}
+	raise_nofile();
 	signal(SIGPIPE, SIG_IGN);
+	l.src = logic_new_src();
+	l.chanseq = chanseq_new(CHANSEQ_MAX, CHANSEQ_IDLE_MS);
+	l.base = event_base_new();
+	if (l.chanseq == NULL || l.base == NULL) {
+		log_error("%s failed",
+		          l.base == NULL ? "event_base_new" : "out of memory");
+		goto out;
+	}
+	/*
+	 * Listen before going to the background, so that a taken port is
+	 * the exit status of whoever started us, not a line in a log.
+	 */
+	l.api = api_new(&l, err, sizeof(err));
+	if (l.api == NULL) {
+		log_error("%s", err);
+		goto out;
+	}
+	l.svc = svc_new(&l, err, sizeof(err));
+	if (l.svc == NULL) {
+		log_error("rpc listen %s:%d: %s", l.conf->rpc_host,
+		          l.conf->rpc_port, err);
+		goto out;
+	}
+	if (pid_running(l.conf->pid_file))
+		goto out;
+	if (!foreground) {
+		ready_fd = daemonize(strcmp(l.conf->log_target, "stderr") == 0);
+		if (ready_fd == -1)
+			goto out;
+		/* The loop's kernel state belongs to the parent until now. */
+		if (event_reinit(l.base) == -1) {
+			log_error("event_reinit failed");
+			goto out;
+		}
+	}
 	switch (write_pid(l.conf->pid_file)) {
 	case -1:
 		goto out;
 	case 0:
 		pid_written = 1;
-	}
-
-	l.base = event_base_new();
-	if (l.base == NULL) {
-		log_error("event_base_new failed");
-		goto out;
 	}
 	for (int i = 0; signums[i] != 0; i++) {
 		sigs[i] = evsignal_new(l.base, signums[i], on_signal, &l);
@@ -302,30 +438,22 @@ main(int argc, char **argv)
 	l.webhook = webhook_new(&l);
 	if (l.webhook == NULL)
 		goto out;
-	l.api = api_new(&l, err, sizeof(err));
-	if (l.api == NULL) {
-		log_error("%s", err);
-		goto out;
-	}
-	l.svc = svc_new(&l, err, sizeof(err));
-	if (l.svc == NULL) {
-		log_error("rpc listen %s:%d: %s", l.conf->rpc_host,
-		          l.conf->rpc_port, err);
-		goto out;
-	}
 	log_notice("imgate-logic %s: rpc %s:%d, http %s:%d, redis %s:%d",
 	           PACKAGE_VERSION, l.conf->rpc_host, l.conf->rpc_port,
 	           l.conf->http_host, l.conf->http_port, l.conf->redis_host,
 	           l.conf->redis_port);
+	ready(&ready_fd, 1);
 	event_base_dispatch(l.base);
 	rc = 0;
 out:
+	ready(&ready_fd, 0);
 	/* The store first: its callbacks answer requests the others own. */
 	store_free(l.store);
 	online_free(l.online);
 	svc_free(l.svc);
 	api_free(l.api);
 	webhook_free(l.webhook);
+	chanseq_free(l.chanseq);
 	for (int i = 0; i < 5; i++)
 		if (sigs[i] != NULL)
 			event_free(sigs[i]);

@@ -6,6 +6,7 @@
 
 #include <hiredis/adapters/libevent.h>
 #include <hiredis/async.h>
+#include <hiredis/sds.h>
 #include <openssl/evp.h>
 
 #include "logic/logic.h"
@@ -30,7 +31,16 @@ struct store {
 	int ever_connected;
 	int stopping;
 	long backoff_ms;
-	unsigned pending;       /* commands sent, not yet answered */
+	unsigned pending; /* commands sent, not yet answered */
+	/*
+	 * Bytes of commands handed to queued_ac since it was created; what
+	 * is still in its output buffer was never written. That tells a
+	 * command Redis may have run from one it cannot have run, when the
+	 * connection goes away before the reply.
+	 */
+	uint64_t queued;
+	const redisAsyncContext *queued_ac;
+	int cur_unknown;        /* for store_reply_unknown, during a callback */
 	uint64_t progress_ms;   /* last reply, or connect start */
 	struct event *retry_ev; /* next connect attempt */
 	struct event *tick_ev;  /* the watchdog */
@@ -40,6 +50,7 @@ struct store_req {
 	struct store *st;
 	store_cb cb;
 	void *arg;
+	uint64_t end; /* st->queued once this command was queued */
 };
 
 static void store_connect(struct store *st);
@@ -95,6 +106,17 @@ on_reply(redisAsyncContext *ac, void *r, void *priv)
 
 	st->pending--;
 	st->progress_ms = logic_now_ms();
+	if (reply == NULL) {
+		/*
+		 * hiredis runs these callbacks before it frees the context, so
+		 * its output buffer still holds what was never written. Only
+		 * a command written whole can have been run by Redis.
+		 */
+		uint64_t unsent = ac->c.obuf != NULL ? sdslen(ac->c.obuf) : 0;
+
+		st->cur_unknown = ac != st->queued_ac || unsent > st->queued ||
+		                  req->end <= st->queued - unsent;
+	}
 	if (reply != NULL && reply->type == REDIS_REPLY_ERROR &&
 	    strncmp(reply->str, "NOSCRIPT", 8) == 0 && st->ac == ac) {
 		/* SCRIPT FLUSH behind our back: start over cleanly. */
@@ -102,6 +124,7 @@ on_reply(redisAsyncContext *ac, void *r, void *priv)
 	}
 	if (req->cb != NULL)
 		req->cb(reply, req->arg);
+	st->cur_unknown = 0;
 	free(req);
 }
 
@@ -110,6 +133,7 @@ send_argv(struct store *st, store_cb cb, void *arg, int argc, const char **argv,
           const size_t *argvlen)
 {
 	struct store_req *req;
+	size_t before, after;
 
 	if (st->ac == NULL)
 		return -1;
@@ -119,11 +143,16 @@ send_argv(struct store *st, store_cb cb, void *arg, int argc, const char **argv,
 	req->st = st;
 	req->cb = cb;
 	req->arg = arg;
+	/* hiredis only appends here; it writes from the loop. */
+	before = st->ac->c.obuf != NULL ? sdslen(st->ac->c.obuf) : 0;
 	if (redisAsyncCommandArgv(st->ac, on_reply, req, argc, argv, argvlen) !=
 	    REDIS_OK) {
 		free(req);
 		return -1;
 	}
+	after = st->ac->c.obuf != NULL ? sdslen(st->ac->c.obuf) : 0;
+	st->queued += after > before ? after - before : 0;
+	req->end = st->queued;
 	if (st->pending++ == 0)
 		st->progress_ms = logic_now_ms();
 	return 0;
@@ -202,6 +231,8 @@ store_connect(struct store *st)
 	}
 	ac->data = st;
 	st->ac = ac;
+	st->queued = 0;
+	st->queued_ac = ac;
 	st->progress_ms = logic_now_ms();
 	redisLibeventAttach(ac, st->base);
 	redisAsyncSetConnectCallback(ac, on_connect);
@@ -341,6 +372,12 @@ store_set_opts(struct store *st, const struct store_opts *o)
 	evtimer_del(st->retry_ev);
 	store_connect(st);
 	return 0;
+}
+
+int
+store_reply_unknown(const struct store *st)
+{
+	return st->cur_unknown;
 }
 
 int

@@ -43,6 +43,15 @@ struct store_script {
  */
 typedef void (*store_cb)(const redisReply *reply, void *arg);
 
+/*
+ * Inside a store_cb called with reply NULL: 1 when the command had been
+ * written whole to Redis before the connection went away, so Redis may
+ * have run it (or may still run it, if it was only stalled): its outcome
+ * is unknown. 0 when it certainly never reached Redis. 0 outside such a
+ * callback.
+ */
+int store_reply_unknown(const struct store *st);
+
 /* Status changes, for logging and metrics: up 1 connected, 0 lost. */
 typedef void (*store_status_cb)(int up, const char *why, void *arg);
 

@@ -82,7 +82,23 @@ reply_has(struct rpc_call *call, int has)
 	reply_sbuf(call, &sb);
 }
 
-/* A string field of at most max bytes, without control characters. */
+/*
+ * 1 when s is 1 to max bytes without NUL or other control characters:
+ * keys and rooms end up in C strings and fixed-size shm entries, where a
+ * NUL would cut them short and make them name someone else.
+ */
+static int
+name_ok(const char *s, size_t len, size_t max)
+{
+	if (len == 0 || len > max)
+		return 0;
+	for (size_t i = 0; i < len; i++)
+		if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
+			return 0;
+	return 1;
+}
+
+/* A string field of name_ok() bytes; absent or "" is fine if optional. */
 static int
 name_field(const msgpack_object *map, const char *key, size_t max, int required,
            const char **s, size_t *len)
@@ -91,12 +107,9 @@ name_field(const msgpack_object *map, const char *key, size_t max, int required,
 	*len = 0;
 	if (rpc_map_str(map, key, s, len) == -1)
 		return required || rpc_map_get(map, key) != NULL ? -1 : 0;
-	if ((required && *len == 0) || *len > max)
-		return -1;
-	for (size_t i = 0; i < *len; i++)
-		if ((unsigned char)(*s)[i] < 0x20)
-			return -1;
-	return 0;
+	if (!required && *len == 0)
+		return 0;
+	return name_ok(*s, *len, max) ? 0 : -1;
 }
 
 /* Redis reply check shared by the callbacks: 0 usable, -1 answered. */
@@ -231,7 +244,7 @@ do_mapping(struct svc *s, struct rpc_call *call, enum svc_method m,
 
 	if (name_field(p, "server", ENVELOPE_NAME_MAX, 1, &server, &slen) ==
 	        -1 ||
-	    name_field(p, "key", ENVELOPE_NAME_MAX, 1, &key, &klen) == -1 ||
+	    name_field(p, "key", AUTH_KEY_MAX - 1, 1, &key, &klen) == -1 ||
 	    (rpc_map_get(p, "mid") != NULL &&
 	     rpc_map_int(p, "mid", &mid) == -1)) {
 		reply_error(s, call, m, "bad params: mid, key, server");
@@ -365,8 +378,8 @@ do_renew(struct svc *s, struct rpc_call *call, const msgpack_object *p)
 			const msgpack_object *v = &rc->via.map.ptr[i].val;
 
 			if (k->type != MSGPACK_OBJECT_STR ||
-			    k->via.str.size == 0 ||
-			    k->via.str.size > ENVELOPE_NAME_MAX ||
+			    !name_ok(k->via.str.ptr, k->via.str.size,
+			             AUTH_ROOM_MAX - 1) ||
 			    v->type != MSGPACK_OBJECT_POSITIVE_INTEGER ||
 			    v->via.u64 > INT32_MAX) {
 				free(rooms);
@@ -406,7 +419,7 @@ do_receive(struct svc *s, struct rpc_call *call, const msgpack_object *p)
 
 	if (rpc_map_int(p, "op", &op) == -1 || op < INT32_MIN ||
 	    op > INT32_MAX ||
-	    name_field(p, "key", ENVELOPE_NAME_MAX, 0, &key, &klen) == -1 ||
+	    name_field(p, "key", AUTH_KEY_MAX - 1, 0, &key, &klen) == -1 ||
 	    (rpc_map_get(p, "mid") != NULL &&
 	     rpc_map_int(p, "mid", &mid) == -1) ||
 	    (rpc_map_get(p, "body") != NULL &&

@@ -395,6 +395,128 @@ class LogicTest(unittest.TestCase):
         st, j = self.push("all", "operation=1", b"x" * 4096)
         self.assertEqual(j["code"], 0)
 
+    def test_nul_and_long_names_refused(self):
+        """A NUL byte would cut a token, key or room short in C: refused
+        everywhere, like names longer than the comet's shm entries."""
+        for tok in (b'{"mid":1\x00}', b'{"mid":7}\x00{"mid":8}', b'\x00'):
+            err, res = self.rpc.call("Connect", {"server": "n", "cookie": "", "token": tok})
+            self.assertIsInstance(err, str, (tok, res))
+            self.assertTrue(err.startswith("auth: bad token"), err)
+        for name, val in (("key", "k" * 64), ("room_id", "r" * 64), ("platform", "p" * 32),
+                          ("key", "a\u0000b"), ("room_id", "live://\u0000"),
+                          ("platform", "\u0000")):
+            tok = json.dumps({"mid": 1, name: val}).encode()
+            err, res = self.rpc.call("Connect", {"server": "n", "token": tok})
+            self.assertIsInstance(err, str, (name, val, res))
+            self.assertTrue(err.startswith("auth: "), err)
+        res = self.connect("nul-node", 31, key="k" * 63, room="r" * 63)
+        self.assertEqual((res["key"], res["room_id"]), ("k" * 63, "r" * 63))
+        for method in ("Heartbeat", "Disconnect"):
+            for key in ("k" * 64, "a\x00b", "\x00", ""):
+                err, _ = self.rpc.call(method, {"mid": 31, "key": key, "server": "nul-node"})
+                self.assertIsInstance(err, str, (method, key))
+                self.assertTrue(err.startswith("bad params"), err)
+            err, res = self.rpc.call(method, {"mid": 31, "key": "k" * 63, "server": "nul-node"})
+            self.assertIsNone(err, method)
+        err, _ = self.rpc.call("Receive", {"mid": 1, "key": "a\x00b", "op": 4000})
+        self.assertTrue(err.startswith("bad params"), err)
+        for room in ("r" * 64, "live://\x00x", "live://a\x00"):
+            err, _ = self.rpc.call("RenewOnline", {"server": "nul-node",
+                                                   "room_count": {room: 1}})
+            self.assertIsInstance(err, str, room)
+            self.assertTrue(err.startswith("bad params"), err)
+        err, res = self.rpc.call("RenewOnline", {"server": "nul-node",
+                                                 "room_count": {"r" * 63: 1}})
+        self.assertIsNone(err)
+        self.assertEqual(res["all_room_count"].get("r" * 63), 1)
+        # Not a node the nodes tests should see.
+        self.r.command("HDEL", PREFIX + ":nodes", "nul-node")
+        self.r.command("ZREM", PREFIX + ":nodes:seen", "nul-node")
+        self.r.command("DEL", PREFIX + ":online:nul-node")
+        # %00 in the push API: "a%00b" would have pushed to key "a".
+        for route, q in (("keys", "operation=1&keys=a%00b"), ("keys", "operation=1&keys=%00"),
+                         ("room", "operation=1&type=live&room=a%00b"),
+                         ("all", "operation=1%00")):
+            st, j = self.push(route, q)
+            self.assertEqual((st, j["code"]), (200, -400), (route, q, j))
+        st, j = self.push("keys", "operation=1&keys=" + "k" * 64)
+        self.assertEqual(j["code"], -400)
+        self.connect("nul-node", 31, key="k" * 63)
+        st, j = self.push("keys", "operation=1&keys=" + "k" * 63)
+        self.assertEqual((j["code"], j["data"]["keys"]), (0, 1))
+
+    def test_envelope_src_and_seq(self):
+        """Every envelope carries this process's src and a seq that counts
+        the PUBLISHes on its channel from 1."""
+        a, b = PREFIX + ":room:live://seq-a", PREFIX + ":room:live://seq-b"
+        sub = self.subscriber(a, b, PREFIX + ":all")
+        got = []
+        for room in ("seq-a", "seq-a", "seq-b", "seq-a"):
+            st, j = self.push("room", "operation=5&type=live&room=" + room)
+            self.assertEqual(j["code"], 0)
+            ch, data = sub.message()
+            got.append((ch if isinstance(ch, str) else ch.decode(), envelope(data)))
+        srcs = {e["src"] for _, e in got}
+        self.assertEqual(len(srcs), 1, got)
+        src = srcs.pop()
+        self.assertTrue(0 < src < 1 << 64)
+        self.assertEqual([(ch, e["seq"]) for ch, e in got],
+                         [(a, 1), (a, 2), (b, 1), (a, 3)])
+        # The broadcast channel has its own count, one per PUBLISH.
+        seqs = []
+        for _ in range(2):
+            self.assertEqual(self.push("all", "operation=5")[1]["code"], 0)
+            e = envelope(sub.message()[1])
+            self.assertEqual(e["src"], src)
+            seqs.append(e["seq"])
+        self.assertEqual(seqs[1], seqs[0] + 1)
+        # Key pushes: one channel per comet node.
+        self.connect("seq-node", 41, key="seq-k1")
+        self.connect("seq-node", 42, key="seq-k2")
+        sub2 = self.subscriber(PREFIX + ":node:seq-node")
+        for i in range(3):
+            self.assertEqual(self.push("keys", "operation=5&keys=seq-k1,seq-k2")[1]["code"], 0)
+            e = envelope(sub2.message()[1])
+            self.assertEqual((e["src"], e["seq"]), (src, i + 1))
+        # Another logic process has another src.
+        other = start_logic(self.redis)
+        self.addCleanup(other.stop)
+        st, j = http_json("POST", other.url + "/goim/push/room?operation=5&type=live&room=seq-b",
+                          b"x")
+        self.assertEqual(j["code"], 0)
+        e = envelope(sub.message()[1])
+        self.assertNotEqual(e["src"], src)
+        self.assertEqual(e["seq"], 1)
+
+    def no_subscriber(self):
+        text = http("GET", self.logic.url + "/metrics")[2].decode()
+        out = {}
+        for line in text.splitlines():
+            if line.startswith("imgate_logic_publish_no_subscriber_total{"):
+                k, v = line.split(" ")
+                out[k.split('"')[1]] = int(v)
+        return out
+
+    def test_no_subscriber_metric(self):
+        """A push accepted but heard by nobody is counted, by push type."""
+        m0 = self.no_subscriber()
+        self.assertEqual(set(m0), {"keys", "mids", "room", "all"})
+        self.assertEqual(self.push("room", "operation=1&type=live&room=nobody")[1]["code"], 0)
+        self.connect("deaf-node", 51, key="deaf-1")
+        self.assertEqual(self.push("keys", "operation=1&keys=deaf-1")[1]["code"], 0)
+        self.assertEqual(self.push("mids", "operation=1&mids=51")[1]["code"], 0)
+        m1 = self.no_subscriber()
+        self.assertEqual({k: m1[k] - m0[k] for k in m1},
+                         {"keys": 1, "mids": 1, "room": 1, "all": 0})
+        # Heard by someone: not counted.
+        self.subscriber(PREFIX + ":room:live://somebody", PREFIX + ":all")
+        self.assertEqual(self.push("room", "operation=1&type=live&room=somebody")[1]["code"], 0)
+        self.assertEqual(self.push("all", "operation=1")[1]["code"], 0)
+        self.assertEqual(self.no_subscriber(), m1)
+        # Unknown keys are not publishes: another counter.
+        self.assertEqual(self.push("keys", "operation=1&keys=nobody-key")[1]["code"], 0)
+        self.assertEqual(self.no_subscriber(), m1)
+
     def test_metrics_and_health(self):
         self.push("all", "operation=1")
         self.rpc.call("Ping", {})
@@ -767,6 +889,95 @@ class LogicLifecycleTest(unittest.TestCase):
             os.kill(self.redis.proc.pid, signal.SIGCONT)
         wait_for(lambda: http("GET", d.url + "/healthz")[0] == 200, 5, "recovery")
         self.assertEqual(d.stop(), 0)
+
+    def test_publish_timeout_is_504(self):
+        """A PUBLISH written to a stalled Redis and never answered may
+        still be run when Redis wakes up: the answer says so (-504), so a
+        sender does not take it for a failure and send it twice."""
+        d = start_logic(self.redis)
+        sub = self.redis.client()
+        sub.subscribe(PREFIX + ":room:live://stall")
+        os.kill(self.redis.proc.pid, signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            st, j = http_json("POST", d.url + "/goim/push/room?operation=1&type=live&room=stall",
+                              b"maybe")
+            self.assertEqual((st, j["code"]), (200, -504), j)
+            self.assertEqual(j["message"], "publish timed out: it may have been delivered")
+            self.assertLess(time.monotonic() - t0, 3)  # timeout is 1s
+            # Now logic knows Redis is away: certain failures are -500.
+            st, j = http_json("POST", d.url + "/goim/push/all?operation=1", b"no")
+            self.assertEqual(j["code"], -500, j)
+        finally:
+            os.kill(self.redis.proc.pid, signal.SIGCONT)
+        # ... and indeed Redis ran it when it woke up.
+        e = envelope(sub.message(timeout=5)[1])
+        self.assertEqual((e["msg"], e["seq"]), (b"maybe", 1))
+        sub.close()
+        wait_for(lambda: http("GET", d.url + "/healthz")[0] == 200, 5, "recovery")
+        text = http("GET", d.url + "/metrics")[2].decode()
+        self.assertIn("imgate_logic_publish_unknown_total 1\n", text)
+        self.assertIn("imgate_logic_publish_failures_total 0\n", text)
+        self.assertIn('imgate_logic_http_requests_total{route="/goim/push/room",code="-504"} 1',
+                      text)
+        self.assertEqual(d.stop(), 0)
+
+    def test_daemon_start_failures_are_exit_status(self):
+        """Without -f, a port that cannot be bound is the exit status of
+        the command, not a line in a log after a successful start."""
+        d = harness.tempdir()
+        path = os.path.join(d, "l.conf")
+        pidfile = os.path.join(d, "l.pid")
+        taken = socket.socket()
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        self.addCleanup(taken.close)
+        for which in ("rpc", "http"):
+            ports = {"rpc": harness.free_port(), "http": harness.free_port()}
+            ports[which] = taken.getsockname()[1]
+            conf = harness.logic_conf(self.redis.port, ports["rpc"], ports["http"], PREFIX)
+            conf["server"].update({"pid_file": pidfile, "log": os.path.join(d, "l.log")})
+            harness.write_ini(path, conf)
+            t0 = time.monotonic()
+            r = subprocess.run([BIN, "-c", path], capture_output=True, timeout=10)
+            self.assertEqual(r.returncode, 1, which)
+            self.assertLess(time.monotonic() - t0, 5)
+            self.assertFalse(os.path.exists(pidfile), which)
+            with open(os.path.join(d, "l.log")) as f:
+                self.assertIn("%s listen" % which, f.read())
+        # A config error at start: 2 with or without -f.
+        with open(path, "w") as f:
+            f.write("[http]\nlisten = 127.0.0.1:1\nlisten = 127.0.0.1:2\n")
+        for args in ([], ["-f"]):
+            r = subprocess.run([BIN, "-c", path] + args, capture_output=True, timeout=10)
+            self.assertEqual(r.returncode, 2, args)
+            self.assertIn(b"l.conf:3: [http] listen: set twice", r.stderr)
+        r = subprocess.run([BIN, "-t", "-c", path], capture_output=True, timeout=10)
+        self.assertEqual(r.returncode, 1)
+
+    def test_open_files_limit_raised(self):
+        """The soft RLIMIT_NOFILE is raised to the hard one at start."""
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > 1 << 20:
+            hard = min(hard, 65536)
+        if hard <= 256:
+            self.skipTest("hard RLIMIT_NOFILE %d too low to lower" % hard)
+
+        def lower():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (256, hard))
+        rpc_port, http_port = harness.free_port(), harness.free_port()
+        d = harness.tempdir()
+        path = os.path.join(d, "l.conf")
+        harness.write_ini(path, harness.logic_conf(self.redis.port, rpc_port, http_port,
+                                                   PREFIX))
+        p = harness.spawn([BIN, "-f", "-c", path], os.path.join(d, "l.log"),
+                          preexec_fn=lower)
+        harness.wait_port(http_port, p)
+        with open("/proc/%d/limits" % p.pid) as f:
+            line = [x for x in f if x.startswith("Max open files")][0]
+        self.assertEqual(line.split()[3:5], [str(hard), str(hard)], line)
+        self.assertEqual(harness.stop_proc(p), 0)
 
     def test_webhook(self):
         got = []
