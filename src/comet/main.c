@@ -1,6 +1,11 @@
 /*
  * imgate-comet: command line, config check, pid file, daemon mode; the
  * master does the rest (master.c).
+ *
+ * Exit status, as imgate-logic: 0 clean stop (or -t: the config is valid),
+ * 1 a failure to start or run (pid file taken, cannot listen; -t: the
+ * config is invalid), 2 a bad config or command line at start, which a
+ * supervisor should not retry as it is.
  */
 #include "config.h"
 
@@ -18,15 +23,20 @@
 
 #define DEFAULT_CONF SYSCONFDIR "/imgate/imgate-comet.conf"
 
+#define EXIT_CONFIG 2
+
 static void
 usage(void)
 {
-	fprintf(stderr, "usage: imgate-comet [-ftv] [-c file]\n"
-	                "  -c file  config (default " DEFAULT_CONF ")\n"
-	                "  -t       check the config and exit\n"
-	                "  -f       stay in the foreground\n"
-	                "  -v       print the version and exit\n");
-	exit(1);
+	fprintf(stderr,
+	        "usage: imgate-comet [-ftv] [-c file]\n"
+	        "  -c file  config (default " DEFAULT_CONF ")\n"
+	        "  -t       check the config and exit (0 valid, 1 invalid)\n"
+	        "  -f       stay in the foreground\n"
+	        "  -v       print the version and exit\n"
+	        "exit status: 0 stopped cleanly, 1 failed to start or run, "
+	        "2 bad config or usage\n");
+	exit(EXIT_CONFIG);
 }
 
 /*
@@ -95,11 +105,14 @@ daemonize(int keep_stderr)
 		exit(1);
 	}
 	if (pid > 0) {
+		/* '1' ready; else the master's exit status, as a digit. */
 		close(p[1]);
 		do
 			r = read(p[0], &c, 1);
 		while (r == -1 && errno == EINTR);
-		exit(r == 1 && c == '1' ? 0 : 1);
+		if (r == 1 && c == '1')
+			exit(0);
+		exit(r == 1 && c == '0' + EXIT_CONFIG ? EXIT_CONFIG : 1);
 	}
 	close(p[0]);
 	if (setsid() == -1)
@@ -152,7 +165,7 @@ main(int argc, char **argv)
 	if (realpath(conf_arg, path) == NULL) {
 		fprintf(stderr, "imgate-comet: %s: %s\n", conf_arg,
 		        strerror(errno));
-		return 1;
+		return check ? 1 : EXIT_CONFIG;
 	}
 	conf = malloc(sizeof(*conf));
 	if (conf == NULL) {
@@ -163,7 +176,7 @@ main(int argc, char **argv)
 	if (comet_conf_load(path, conf, err, sizeof(err)) == -1) {
 		fprintf(stderr, "imgate-comet: %s\n", err);
 		free(conf);
-		return 1;
+		return check ? 1 : EXIT_CONFIG;
 	}
 	if (check) {
 		printf("ok\n");
@@ -172,9 +185,10 @@ main(int argc, char **argv)
 	}
 	if (log_open("imgate-comet", conf->log_target, conf->log_level, err,
 	             sizeof(err)) == -1) {
+		/* The configured log cannot be written: a config error. */
 		fprintf(stderr, "imgate-comet: log: %s\n", err);
 		free(conf);
-		return 1;
+		return EXIT_CONFIG;
 	}
 	/* Before daemonizing, so "already running" reaches the terminal;
 	 * the lock belongs to the open file and survives the fork. */

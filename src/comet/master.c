@@ -635,6 +635,38 @@ stop(struct master *m, int sig)
 }
 
 /*
+ * The workers run as [server] user and open the log file by name again on
+ * SIGUSR1 and on a reload; a file the master (root) just created would be
+ * root's and refuse them (EACCES). So the master creates it first and gives
+ * it to that user; a file already the user's (logrotate's "create") stays
+ * as it is. Not following a symlink: root must not chown where it points.
+ */
+static void
+master_log_grant(const struct master *m, const char *target)
+{
+	struct stat st;
+	int fd;
+
+	if (!m->drop_privs || strcmp(target, "stderr") == 0 ||
+	    strcmp(target, "syslog") == 0)
+		return;
+	fd = open(target,
+	          O_WRONLY | O_APPEND | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd == -1) {
+		log_warn("log %s: %s: workers may not reopen it", target,
+		         strerror(errno));
+		return;
+	}
+	if (fstat(fd, &st) == -1)
+		log_warn("log %s: fstat: %s", target, strerror(errno));
+	else if (S_ISREG(st.st_mode) && st.st_uid != m->uid &&
+	         fchown(fd, m->uid, m->gid) == -1)
+		log_warn("log %s: fchown to %s: %s: workers may not reopen it",
+		         target, m->conf->user, strerror(errno));
+	close(fd);
+}
+
+/*
  * A reload applies what it can: restart-only settings keep their running
  * value (with a log line), everything else takes effect, and the workers
  * get the new config and listener set without losing a connection.
@@ -705,6 +737,9 @@ reload(struct master *m)
 		memcpy(nc->log_target, old->log_target, sizeof(nc->log_target));
 	}
 	log_set_level(nc->log_level);
+	/* Before the workers get the new config and open the new target. */
+	if (strcmp(nc->log_target, old->log_target) != 0)
+		master_log_grant(m, nc->log_target);
 
 	m->conf = nc;
 	if (!addr_eq(&nc->admin, &old->admin) && admin_bind(m) == -1) {
@@ -776,7 +811,10 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 		break;
 	case SIGUSR1:
 		log_notice("SIGUSR1: reopening logs");
-		log_reopen();
+		/* First, so the file exists and is theirs when they open it. */
+		if (log_reopen() == 0)
+			log_info("log file reopened");
+		master_log_grant(m, m->conf->log_target);
 		for (uint32_t i = 0; i < m->max_workers; i++)
 			if (m->w[i].pid != 0)
 				ctl_send(m, (int)i, CTL_REOPEN);
@@ -891,8 +929,9 @@ master_run(struct comet_conf *conf, int pid_fd, int ready_fd)
 	static const int sigs[] = {SIGCHLD, SIGHUP,  SIGTERM,
 	                           SIGINT,  SIGQUIT, SIGUSR1};
 	struct master *m = &M;
-	char err[512];
+	char err[512], c;
 	uint32_t i;
+	int rc = 1;
 
 	memset(m, 0, sizeof(*m));
 	m->conf = conf;
@@ -913,8 +952,12 @@ master_run(struct comet_conf *conf, int pid_fd, int ready_fd)
 		m->w[i].ctl = -1;
 		m->wake_fds[i] = -1;
 	}
-	if (setup_user(m) == -1)
+	if (setup_user(m) == -1) {
+		/* An unknown user is a config error. */
+		rc = 2;
 		goto fail;
+	}
+	master_log_grant(m, conf->log_target);
 
 	/* It refuses a segment whose master still runs (EBUSY). */
 	if (shm_seg_create(conf->shm_name, &conf->shm, &m->shm, err,
@@ -1000,6 +1043,13 @@ fail:
 			kill(m->w[i].pid, SIGKILL);
 	while (wait(NULL) > 0)
 		;
+	/* A daemon's parent waits on the pipe: tell it the exit status. */
+	if (m->ready_fd != -1) {
+		c = (char)('0' + rc);
+		if (write(m->ready_fd, &c, 1) == -1) {
+			/* The parent is gone; nothing to tell. */
+		}
+	}
 	master_cleanup(m);
-	return 1;
+	return rc;
 }

@@ -318,7 +318,9 @@ ctl_cb(evutil_socket_t fd, short what, void *arg)
 		drain_start("master asked");
 		break;
 	case CTL_REOPEN:
-		log_reopen();
+		/* The master created the file for us first (master.c). */
+		if (log_reopen() == 0)
+			log_info("log file reopened");
 		break;
 	default:
 		log_error("control message: unknown type %u",
@@ -394,8 +396,8 @@ signal_cb(evutil_socket_t sig, short what, void *arg)
 {
 	if (sig == SIGTERM)
 		drain_start("SIGTERM");
-	else if (sig == SIGUSR1)
-		log_reopen();
+	else if (sig == SIGUSR1 && log_reopen() == 0)
+		log_info("log file reopened");
 }
 
 static void

@@ -594,6 +594,102 @@ class CometMasterTest(unittest.TestCase):
                  what="worker writing to the new file")
         self.assertIn("reload applied", read(logfile))  # the master too
 
+    @unittest.skipUnless(os.geteuid() == 0, "needs root")
+    def test_sigusr1_reopens_log_as_user(self):
+        """Workers running as [server] user reopen a log file the master
+        (root) creates: it is theirs before they are told to."""
+        import pwd
+        nobody = pwd.getpwnam("nobody")
+        c = self.comet(workers=2, server__user="nobody")
+        os.chmod(c.dir, 0o755)  # workers open the file by its path
+        logfile = os.path.join(c.dir, "file.log")
+        c.settings["server"]["log"] = logfile
+        c.write_conf()
+        c.start()
+        kids = wait_for(lambda: c.workers() if len(c.workers()) == 2 else None,
+                        what="2 workers")
+
+        def from_each_worker(path, text):
+            lines = [l for l in read(path).splitlines() if text in l]
+            return all(any("imgate-comet[%d] w" % k in l for l in lines)
+                       for k in kids)
+
+        wait_for(lambda: from_each_worker(logfile, "worker running"),
+                 what="worker lines in the log file")
+        self.assertEqual(os.stat(logfile).st_uid, nobody.pw_uid)
+        os.rename(logfile, logfile + ".1")
+        c.signal(signal.SIGUSR1)
+        wait_for(lambda: from_each_worker(logfile, "log file reopened"),
+                 what="every worker writing to the new file")
+        st = os.stat(logfile)
+        self.assertEqual((st.st_uid, st.st_gid), (nobody.pw_uid, nobody.pw_gid))
+        self.assertIn("log file reopened", read(logfile))  # the master too
+        self.assertNotIn("log reopen:", read(logfile + ".1"))
+        # A reload that moves the log: the workers follow.
+        logfile2 = os.path.join(c.dir, "file2.log")
+        c.settings["server"]["log"] = logfile2
+        c.write_conf()
+        c.signal(signal.SIGHUP)
+        wait_for(lambda: from_each_worker(logfile2, "config generation 1 applied"),
+                 what="every worker writing to the reloaded log")
+        self.assertEqual(os.stat(logfile2).st_uid, nobody.pw_uid)
+        self.assertNotIn("reload: log", read(logfile))
+        # A symlink in its place is not followed (nor chowned) by root.
+        target = os.path.join(c.dir, "elsewhere")
+        with open(target, "w"):
+            pass
+        os.rename(logfile2, logfile2 + ".1")
+        os.symlink(target, logfile2)
+        c.signal(signal.SIGUSR1)
+        wait_for(lambda: "SIGUSR1: reopening logs" in read(logfile2 + ".1"),
+                 what="SIGUSR1 handled")
+        time.sleep(0.3)
+        self.assertEqual(os.lstat(target).st_uid, 0)
+
+    def test_exit_status(self):
+        """2 for a bad config or command line at start (as imgate-logic),
+        1 for other start failures and for -t on an invalid config."""
+        c = self.comet()
+
+        def run(*args):
+            r = subprocess.run([BIN] + list(args), capture_output=True,
+                               text=True, timeout=10)
+            return r.returncode, r.stderr
+
+        rc, err = run("-x")
+        self.assertEqual(rc, 2)
+        self.assertIn("exit status: 0 stopped cleanly, 1 failed to start or "
+                      "run, 2 bad config or usage", err)
+        self.assertIn("-t       check the config and exit (0 valid, 1 invalid)",
+                      err)
+        self.assertEqual(run("-f", "-c", c.conf_path, "extra")[0], 2)
+        missing = os.path.join(c.dir, "missing.conf")
+        self.assertEqual(run("-f", "-c", missing)[0], 2)
+        self.assertEqual(run("-t", "-c", missing)[0], 1)
+        c.settings["server"]["workerz"] = "3"
+        c.write_conf()
+        for args in (("-f",), ()):  # in the foreground or as a daemon
+            rc, err = run(*(args + ("-c", c.conf_path)))
+            self.assertEqual(rc, 2, err)
+            self.assertIn("[server] workerz: unknown setting", err)
+        self.assertEqual(run("-t", "-c", c.conf_path)[0], 1)
+        del c.settings["server"]["workerz"]
+        c.settings["server"]["log"] = "/nonexistent-imgate-dir/comet.log"
+        c.write_conf()
+        self.assertEqual(run("-f", "-c", c.conf_path)[0], 2)
+        del c.settings["server"]["log"]
+        if os.geteuid() == 0:
+            c.settings["server"]["user"] = "no-such-imgate-user"
+            c.settings["server"]["log"] = c.log_path
+            c.write_conf()
+            for args in (("-f",), ()):
+                rc, err = run(*(args + ("-c", c.conf_path)))
+                self.assertEqual(rc, 2, err + read(c.log_path))
+            self.assertIn("user no-such-imgate-user: no such user",
+                          read(c.log_path))
+        self.assertFalse(os.path.exists("/dev/shm" + c.shm_name))
+        self.assertFalse(os.path.exists(c.pid_path))
+
     def test_sigterm_drains_and_cleans_up(self):
         c = self.comet(workers=3).start()
         kids = wait_for(lambda: c.workers() if len(c.workers()) == 3 else None,
