@@ -663,6 +663,18 @@ START_TEST(test_key_too_long)
 	WAIT_FOR(n_disconnect == 2);
 	ck_assert_str_eq(last_disconnect, key);
 	client_free(c);
+
+	/* Also when the client left before logic answered. */
+	logic_hold = 1;
+	c = client_new(0, LISTENER_TCP);
+	client_send(c, 1, PROTO_OP_AUTH, 1, tok, strlen(tok));
+	WAIT_FOR(held_call != NULL);
+	client_free(c);
+	WAIT_FOR(sess_count(&W[0]) == 0);
+	reply_map(held_call, &held_reply);
+	held_call = NULL;
+	WAIT_FOR(n_disconnect == 3);
+	ck_assert_str_eq(last_disconnect, key);
 }
 END_TEST
 

@@ -197,20 +197,21 @@ static void
 logic_connect_orphan(struct logic *lg, const msgpack_object *result)
 {
 	struct shm_channel ch;
-	char key[SHM_KEY_MAX];
 	const char *k;
+	char *key;
 	size_t klen;
 	int64_t mid;
 
 	if (result == NULL || rpc_map_int(result, "mid", &mid) == -1 ||
 	    rpc_map_str(result, "key", &k, &klen) == -1 || klen == 0 ||
-	    klen >= sizeof(key) || memchr(k, '\0', klen) != NULL)
+	    memchr(k, '\0', klen) != NULL || (key = strndup(k, klen)) == NULL)
 		return;
-	memcpy(key, k, klen);
-	key[klen] = '\0';
-	if (shm_channel_get(lg->sw->w->shm, key, &ch) == 0)
-		return;
-	logic_session_call(lg, "Disconnect", mid, key, logic_ignore_result);
+	/* A key too long for shm is registered nowhere on this node. */
+	if (klen >= SHM_KEY_MAX ||
+	    shm_channel_get(lg->sw->w->shm, key, &ch) != 0)
+		logic_session_call(lg, "Disconnect", mid, key,
+		                   logic_ignore_result);
+	free(key);
 }
 
 /*
