@@ -217,9 +217,9 @@ class FaultTest(unittest.TestCase):
         before = logic.metrics()
         cbefore = comet.metrics()
         resumed = []
+        rel.figure(name, "faults injected", 3)
         for _ in range(3):
             redis.kill()
-            rel.figure(name, "faults injected", 1)
             time.sleep(0.3)
             redis.start()
             t0 = time.monotonic()
