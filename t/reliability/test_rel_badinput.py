@@ -650,6 +650,37 @@ class BadInputTest(unittest.TestCase):
         self.assertTrue(self.logic.alive())
         self.check_bystanders("rpc port")
 
+    def test_7b_admin_port(self):
+        """The comet's admin listener (/metrics, /healthz): huge headers,
+        a huge request line, garbage, lying lengths; 300 idle connections
+        do not keep it from answering."""
+        port = self.comet.admin
+        raws = [b"GET /metrics HTTP/1.1\r\n" + b"a: b\r\n" * 20000 + b"\r\n",
+                b"GET /" + b"x" * 100000 + b" HTTP/1.1\r\n\r\n",
+                os.urandom(5000),
+                b"POST /metrics HTTP/1.1\r\nContent-Length: 999999999\r\n\r\nabc",
+                b"GET /healthz HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"
+                b"FFFFFFFFFFFF\r\n"]
+        for data in raws:
+            s = socket.create_connection(("127.0.0.1", port), timeout=5)
+            try:
+                s.sendall(data)
+                s.settimeout(5)
+                while s.recv(65536):
+                    pass
+            except socket.timeout:
+                self.fail("admin kept a bad request open: %r" % data[:40])
+            except OSError:
+                pass
+            s.close()
+        idle = [socket.create_connection(("127.0.0.1", port)) for _ in range(300)]
+        self.runner.tried += len(raws) + len(idle)
+        st, _, body = H.http("GET", "http://127.0.0.1:%d/healthz" % port, timeout=5)
+        self.assertEqual(st, 200)
+        for s in idle:
+            s.close()
+        self.assertTrue(self.comet.proc.poll() is None)
+
     def test_8_baseline(self):
         """Connections and fds back where they were before any attack."""
         wait_for(lambda: self.comet.metric("imgate_comet_conn_current") == BYSTANDERS,
