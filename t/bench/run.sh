@@ -88,20 +88,11 @@ trap 'exit 130' INT TERM
 # Setup
 
 need_packages() {
-	local missing=()
-	command -v nginx >/dev/null || missing+=(nginx)
-	[ -e /usr/lib/nginx/modules/ngx_nchan_module.so ] ||
-		missing+=(libnginx-mod-nchan)
-	command -v redis-server >/dev/null || missing+=(redis-server)
-	[ ${#missing[@]} -eq 0 ] && return 0
-	say "installing ${missing[*]}"
-	if [ "$(id -u)" -ne 0 ]; then
-		say "not root: install ${missing[*]} first"
+	# The package list lives in quickstart, the one place that installs.
+	"$SRCDIR/quickstart" deps-bench >"$OUT/apt.log" 2>&1 || {
+		say "could not install the benchmark's packages: $OUT/apt.log"
 		return 1
-	fi
-	apt-get install -y -q "${missing[@]}" >"$OUT/apt.log" 2>&1 ||
-		{ apt-get update -q >>"$OUT/apt.log" 2>&1 &&
-		  apt-get install -y -q "${missing[@]}" >>"$OUT/apt.log" 2>&1; }
+	}
 }
 
 free_port() {
