@@ -55,8 +55,8 @@ struct comet_conf {
 	/* [server] */
 	char server_id[COMET_NAME_MAX]; /* node id; default: hostname */
 	int workers;                    /* 0 = one per CPU */
-	long max_connections;           /* node-wide; 0 = workers x per-worker */
-	long worker_connections;        /* per worker; 0 = from RLIMIT_NOFILE */
+	long max_connections;    /* node-wide; 0 = workers x per-worker */
+	long worker_connections; /* per worker; 0 = from RLIMIT_NOFILE */
 	char pid_file[PATH_MAX];
 	char user[COMET_NAME_MAX]; /* drop to it after binding; "" = stay */
 	char log_target[PATH_MAX]; /* stderr | syslog | file path */
