@@ -399,6 +399,7 @@ class Pusher:
         self.token = token
         self.conn = None
         self.errors = []  # why pushes failed, for the report
+        self.unknown = {}  # room: answers "timed out, may have been delivered"
         self.used = 0.0
 
     def _conn(self):
@@ -428,7 +429,11 @@ class Pusher:
             c.request("POST", "/goim/push/room?" + q, body, headers)
             r = c.getresponse()
             data = r.read()
-            ok = r.status == 200 and json.loads(data)["code"] == 0
+            code = json.loads(data)["code"] if r.status == 200 else -r.status
+            ok = code == 0
+            if code == -504:
+                # "may have been delivered": the retry may duplicate it.
+                self.unknown[room] = self.unknown.get(room, 0) + 1
             if not ok:
                 self.errors.append("%s %s:%d: HTTP %d %r" % (
                     time.strftime("%H:%M:%S"), room, n, r.status, data[:200]))
