@@ -1,4 +1,4 @@
-/* check suite for src/common/log: levels, line format, reopen. */
+/* check suite for src/common/log: levels, line format, reopen, rate limit. */
 #include "config.h"
 
 #include <check.h>
@@ -113,6 +113,78 @@ START_TEST(test_open_fails)
 }
 END_TEST
 
+/* Explicit clock: every branch of the limiter, counts exact. */
+START_TEST(test_ratelimit_take)
+{
+	struct log_ratelimit rl = {.interval_ms = 1000};
+	uint64_t n = 99;
+
+	/* The first line passes whatever the clock says, even 0. */
+	ck_assert_int_eq(log_ratelimit_take(&rl, 0, &n), 1);
+	ck_assert_uint_eq(n, 0);
+	for (int i = 0; i < 7; i++)
+		ck_assert_int_eq(
+		    log_ratelimit_take(&rl, 1 + (uint64_t)i * 100, &n), 0);
+	ck_assert_uint_eq(rl.suppressed, 7);
+	ck_assert_int_eq(log_ratelimit_take(&rl, 999, &n), 0);
+	/* Exactly one interval later: through, with the 8 dropped. */
+	n = 99;
+	ck_assert_int_eq(log_ratelimit_take(&rl, 1000, &n), 1);
+	ck_assert_uint_eq(n, 8);
+	ck_assert_uint_eq(rl.suppressed, 0);
+	/* Nothing dropped since: the next one says so. */
+	ck_assert_int_eq(log_ratelimit_take(&rl, 5000, &n), 1);
+	ck_assert_uint_eq(n, 0);
+	/* A clock behind the last line does not hold lines back forever. */
+	ck_assert_int_eq(log_ratelimit_take(&rl, 10, &n), 1);
+	/* interval 0: no limit at all. */
+	struct log_ratelimit none = {.interval_ms = 0};
+	for (int i = 0; i < 3; i++)
+		ck_assert_int_eq(log_ratelimit_take(&none, 42, &n), 1);
+	ck_assert_uint_eq(n, 0);
+}
+END_TEST
+
+static int
+count(const char *hay, const char *needle)
+{
+	int n = 0;
+
+	for (const char *p = hay; (p = strstr(p, needle)) != NULL; p++)
+		n++;
+	return n;
+}
+
+START_TEST(test_ratelimit_lines)
+{
+	struct log_ratelimit rl = {.interval_ms = 200},
+	                     other = {.interval_ms = 200};
+	char err[256], buf[8192];
+
+	ck_assert_int_eq(
+	    log_open("imgate-test", path, LOG_LVL_INFO, err, sizeof(err)), 0);
+	/* Below the level: neither written nor counted. */
+	log_msg_limited(&rl, LOG_LVL_DEBUG, "quiet %d", 0);
+	ck_assert_int_eq(rl.primed, 0);
+	for (int i = 0; i < 50; i++)
+		log_msg_limited(&rl, LOG_LVL_INFO, "flood %d", i);
+	/* Another kind has its own budget. */
+	log_msg_limited(&other, LOG_LVL_WARN, "other kind");
+	usleep(250 * 1000);
+	log_msg_limited(&rl, LOG_LVL_INFO, "flood %d", 50);
+	log_msg_limited(&rl, LOG_LVL_INFO, "flood %d", 51);
+	log_open("imgate-test", "stderr", LOG_LVL_INFO, err, sizeof(err));
+	ck_assert_uint_gt(slurp(path, buf, sizeof(buf)), 0);
+	ck_assert_ptr_null(strstr(buf, "quiet"));
+	ck_assert_int_eq(count(buf, "flood "), 2);
+	ck_assert_ptr_nonnull(strstr(buf, "info: flood 0\n"));
+	ck_assert_ptr_nonnull(
+	    strstr(buf, "info: flood 50 (49 more suppressed)\n"));
+	ck_assert_ptr_nonnull(strstr(buf, "warn: other kind\n"));
+	ck_assert_uint_eq(rl.suppressed, 1);
+}
+END_TEST
+
 int
 main(void)
 {
@@ -126,6 +198,8 @@ main(void)
 	tcase_add_test(tc, test_file_lines);
 	tcase_add_test(tc, test_reopen);
 	tcase_add_test(tc, test_open_fails);
+	tcase_add_test(tc, test_ratelimit_take);
+	tcase_add_test(tc, test_ratelimit_lines);
 	suite_add_tcase(s, tc);
 	sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -189,6 +189,49 @@ log_msg(enum log_level level, const char *fmt, ...)
 	va_end(ap);
 }
 
+int
+log_ratelimit_take(struct log_ratelimit *rl, uint64_t now_ms,
+                   uint64_t *suppressed)
+{
+	/* A clock that went back (it cannot, on CLOCK_MONOTONIC) passes. */
+	if (rl->primed && now_ms >= rl->last_ms &&
+	    now_ms - rl->last_ms < rl->interval_ms) {
+		rl->suppressed++;
+		return 0;
+	}
+	rl->primed = 1;
+	rl->last_ms = now_ms;
+	*suppressed = rl->suppressed;
+	rl->suppressed = 0;
+	return 1;
+}
+
+void
+log_msg_limited(struct log_ratelimit *rl, enum log_level level, const char *fmt,
+                ...)
+{
+	struct timespec ts;
+	uint64_t dropped;
+	char text[1536];
+	va_list ap;
+
+	if (level > log_level)
+		return;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	if (!log_ratelimit_take(
+	        rl, (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000,
+	        &dropped))
+		return;
+	va_start(ap, fmt);
+	vsnprintf(text, sizeof(text), fmt, ap);
+	va_end(ap);
+	if (dropped > 0)
+		log_msg(level, "%s (%llu more suppressed)", text,
+		        (unsigned long long)dropped);
+	else
+		log_msg(level, "%s", text);
+}
+
 void
 fatal(const char *fmt, ...)
 {

@@ -11,6 +11,7 @@
 #define IMGATE_LOG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 enum log_level {
 	LOG_LVL_ERROR = 0,
@@ -42,6 +43,38 @@ int log_level_parse(const char *s, enum log_level *out);
 
 void log_msg(enum log_level level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/*
+ * A rate limit for lines a peer can trigger at will (one per bad frame, per
+ * refused connection...): at most one line per interval_ms; the lines
+ * dropped in between are counted and the next line emitted says how many.
+ * One per kind of line, zero-initialised apart from interval_ms; a process
+ * (a worker) keeps its own. Counters elsewhere stay exact: this only
+ * spares the log.
+ */
+struct log_ratelimit {
+	uint64_t interval_ms;
+	uint64_t last_ms;    /* monotonic ms of the last line emitted */
+	uint64_t suppressed; /* lines dropped since */
+	int primed;          /* a line was emitted already */
+};
+
+/*
+ * At now_ms (monotonic): 1 if a line may go out, with *suppressed set to
+ * the lines dropped since the previous one (and the count reset); 0 if it
+ * is dropped (and counted).
+ */
+int log_ratelimit_take(struct log_ratelimit *rl, uint64_t now_ms,
+                       uint64_t *suppressed);
+
+/*
+ * log_msg through rl, on CLOCK_MONOTONIC: a line that gets through carries
+ * " (N more suppressed)" when lines were dropped before it. A line below
+ * the log level neither goes out nor touches rl.
+ */
+void log_msg_limited(struct log_ratelimit *rl, enum log_level level,
+                     const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Log at error level and exit with status 1. */
 void fatal(const char *fmt, ...)
