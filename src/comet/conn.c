@@ -39,6 +39,16 @@ static void conn_free(struct conn *c);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_unwait(struct conn *c);
 
+/*
+ * Lines any peer can cause once per connection, limited per worker process
+ * so a flood of bad clients cannot flood the log; the counters (bad_frame,
+ * auth_fail...) stay exact.
+ */
+static struct log_ratelimit rl_bad_frame = {.interval_ms = 1000};
+static struct log_ratelimit rl_bad_ws_frame = {.interval_ms = 1000};
+static struct log_ratelimit rl_upgrade = {.interval_ms = 1000};
+static struct log_ratelimit rl_auth = {.interval_ms = 1000};
+
 /* Clocks, counters ------------------------------------------------------- */
 
 uint64_t
@@ -719,10 +729,10 @@ conn_auth_cb(enum logic_status st, const char *reason,
 		return;
 	if (st != LOGIC_OK) {
 		/* Only a refusal is the client's: the rest are rpc errors. */
-		log_info("conn %u: %s: %s", c->id,
-		         st == LOGIC_REFUSED ? "auth refused"
-		                             : "Connect failed",
-		         reason);
+		log_msg_limited(
+		    &rl_auth, LOG_LVL_INFO, "conn %u: %s: %s", c->id,
+		    st == LOGIC_REFUSED ? "auth refused" : "Connect failed",
+		    reason);
 		conn_close(c, reason,
 		           st == LOGIC_REFUSED ? SHM_C_AUTH_FAIL
 		                               : SHM_C__COUNT);
@@ -982,7 +992,8 @@ conn_process_tcp(struct conn *c, struct evbuffer *in)
 		if (rc == 0)
 			return;
 		if (rc == -1) {
-			log_info("conn %u: bad frame: %s", c->id, why);
+			log_msg_limited(&rl_bad_frame, LOG_LVL_INFO,
+			                "conn %u: bad frame: %s", c->id, why);
 			conn_close(c, "bad frame", SHM_C_BAD_FRAME);
 			return;
 		}
@@ -1007,8 +1018,9 @@ conn_process_ws(struct conn *c, struct evbuffer *in)
 		if (rc == 0)
 			return;
 		if (rc == -1) {
-			log_info("conn %u: bad WebSocket frame: %s", c->id,
-			         why);
+			log_msg_limited(&rl_bad_ws_frame, LOG_LVL_INFO,
+			                "conn %u: bad WebSocket frame: %s",
+			                c->id, why);
 			conn_close_code(c, "bad frame", SHM_C_BAD_FRAME, code);
 			return;
 		}
@@ -1039,7 +1051,8 @@ conn_process_ws(struct conn *c, struct evbuffer *in)
 		}
 		if (rc == -1) {
 			ws_message_done(&c->ws, in, &m);
-			log_info("conn %u: bad frame: %s", c->id, why);
+			log_msg_limited(&rl_bad_frame, LOG_LVL_INFO,
+			                "conn %u: bad frame: %s", c->id, why);
 			conn_close_code(c, "bad frame", SHM_C_BAD_FRAME,
 			                WS_CLOSE_PROTOCOL);
 			return;
@@ -1064,8 +1077,9 @@ conn_upgrade(struct conn *c, struct evbuffer *in)
 	if (rc == 0)
 		return;
 	if (rc == -1) {
-		log_info("conn %u: upgrade refused (%d): %s", c->id, status,
-		         why);
+		log_msg_limited(&rl_upgrade, LOG_LVL_INFO,
+		                "conn %u: upgrade refused (%d): %s", c->id,
+		                status, why);
 		ws_handshake_reject(out, status, why);
 		conn_close(c, NULL, SHM_C_BAD_FRAME);
 		return;
