@@ -1597,6 +1597,7 @@ shm_worker_snapshot(const struct shm_seg *seg, uint32_t id,
 	out->state = __atomic_load_n(&w->state, __ATOMIC_RELAXED);
 	out->generation = __atomic_load_n(&w->generation, __ATOMIC_RELAXED);
 	out->started_ms = __atomic_load_n(&w->started_ms, __ATOMIC_RELAXED);
+	out->alive_ms = __atomic_load_n(&w->alive_ms, __ATOMIC_RELAXED);
 	for (int c = 0; c < SHM_C__COUNT; c++)
 		out->counters[c] =
 		    __atomic_load_n(&w->counters[c], __ATOMIC_RELAXED);

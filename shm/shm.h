@@ -31,7 +31,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC   "IMGATESH"
-#define SHM_VERSION 2
+#define SHM_VERSION 3
 
 #define SHM_KEY_MAX     64  /* bytes of a session key, NUL included */
 #define SHM_ROOM_MAX    64  /* bytes of a room id, NUL included */
@@ -139,6 +139,12 @@ struct shm_worker {
 	uint32_t state;      /* enum shm_worker_state */
 	uint32_t generation; /* bumped every time the slot is (re)used */
 	uint64_t started_ms;
+	/*
+	 * CLOCK_MONOTONIC ms of the worker's last loop turn that reached its
+	 * housekeeping timer: the master's watchdog reads it to find a worker
+	 * that no longer runs its loop (stopped, or spinning).
+	 */
+	uint64_t alive_ms;
 	uint64_t counters[SHM_C__COUNT];
 };
 
