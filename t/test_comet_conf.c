@@ -86,6 +86,7 @@ START_TEST(test_defaults)
 	ck_assert_str_eq(c.log_target, "stderr");
 	ck_assert_int_eq(c.log_level, LOG_LVL_INFO);
 	ck_assert_int_eq(c.drain_timeout_ms, 10000);
+	ck_assert_int_eq(c.worker_timeout_ms, 10000);
 	ck_assert_int_eq(c.reuseport, 0);
 	ck_assert_int_eq(c.listen[LISTENER_TCP].port, 3101);
 	ck_assert_str_eq(c.listen[LISTENER_TCP].host, "");
@@ -150,6 +151,7 @@ START_TEST(test_every_setting)
 	         "log = /tmp/x.log\n"
 	         "log_level = debug\n"
 	         "drain_timeout = 2500ms\n"
+	         "worker_timeout = 3s\n"
 	         "reuseport = yes\n"
 	         "[listen]\n"
 	         "tcp = 127.0.0.1:4101\n"
@@ -195,6 +197,7 @@ START_TEST(test_every_setting)
 	ck_assert_str_eq(c.log_target, "/tmp/x.log");
 	ck_assert_int_eq(c.log_level, LOG_LVL_DEBUG);
 	ck_assert_int_eq(c.drain_timeout_ms, 2500);
+	ck_assert_int_eq(c.worker_timeout_ms, 3000);
 	ck_assert_int_eq(c.reuseport, 1);
 	ck_assert_str_eq(c.listen[LISTENER_TCP].host, "127.0.0.1");
 	ck_assert_int_eq(c.listen[LISTENER_TCP].port, 4101);
@@ -307,6 +310,9 @@ START_TEST(test_bad_values)
 	    {"[server]\nlog_level = loud\n", "log_level"},
 	    {"[server]\ndrain_timeout = 5 parsecs\n", "drain_timeout"},
 	    {"[server]\ndrain_timeout = 2h\n", "out of range"},
+	    {"[server]\nworker_timeout = soon\n", "[server] worker_timeout"},
+	    {"[server]\nworker_timeout = 2h\n", "out of range"},
+	    {"[server]\nworker_timeout = -1s\n", "worker_timeout"},
 	    {"[server]\nreuseport = maybe\n", "reuseport"},
 	    {"[listen]\ntcp = 3101\n", "[listen] tcp"},
 	    {"[listen]\nws = :70000\n", "[listen] ws"},
@@ -370,6 +376,28 @@ START_TEST(test_cross_checks)
 	refused("[shm]\nname = /a/b\n", 2, "[shm] name");
 	refused("[redis]\nchannel_prefix =\n", 2, "channel_prefix");
 	refused("[protocol]\nheartbeat_timeout = 5s\n", 0, "renew_interval");
+	/* Workers stamp once a second: less than two would kill them all. */
+	refused("[server]\n\nworker_timeout = 1500ms\n", 3,
+	        "[server] worker_timeout: must be 0 (off) or at least 2000 ms");
+	refused("[server]\nworker_timeout = 1\n", 2, "worker_timeout");
+}
+END_TEST
+
+/* worker_timeout: 0 turns the watchdog off; two heartbeats is the floor. */
+START_TEST(test_worker_timeout)
+{
+	struct comet_conf c;
+
+	ck_assert_msg(load("[server]\nworker_timeout = 0\n", &c) == 0, "%s",
+	              err);
+	ck_assert_int_eq(c.worker_timeout_ms, 0);
+	ck_assert_msg(load("[server]\nworker_timeout = 2s\n", &c) == 0, "%s",
+	              err);
+	ck_assert_int_eq(c.worker_timeout_ms, 2000);
+	ck_assert_msg(load("[server]\nworker_timeout = 1h\n", &c) == 0, "%s",
+	              err);
+	ck_assert_int_eq(c.worker_timeout_ms, 3600 * 1000);
+	ck_assert_int_eq(load("[server]\nworker_timeout = 1999ms\n", &c), -1);
 }
 END_TEST
 
@@ -418,6 +446,7 @@ comet_conf_suite(void)
 	tcase_add_test(tc, test_bad_values);
 	tcase_add_test(tc, test_string_too_long);
 	tcase_add_test(tc, test_cross_checks);
+	tcase_add_test(tc, test_worker_timeout);
 	tcase_add_test(tc, test_missing_file);
 	tcase_add_test(tc, test_sample_config);
 	suite_add_tcase(s, tc);

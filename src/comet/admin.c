@@ -50,13 +50,17 @@ metrics(struct master *m, struct evbuffer *b)
 	metric(b, "imgate_comet_workers", "gauge", "Workers configured.",
 	       (uint64_t)m->nworkers);
 	metric(b, "imgate_comet_workers_alive", "gauge",
-	       "Workers running and accepting.", (uint64_t)alive);
+	       "Workers running, accepting and responsive.", (uint64_t)alive);
 	metric(b, "imgate_comet_worker_respawns_total", "counter",
 	       "Workers respawned after dying.", m->respawns);
 	metric(b, "imgate_comet_reloads_total", "counter",
 	       "Config reloads applied.", m->reloads);
 	metric(b, "imgate_comet_reload_failures_total", "counter",
 	       "Config reloads refused.", m->reload_failures);
+	metric(b, "imgate_comet_worker_watchdog_kills_total", "counter",
+	       "Workers killed for an unresponsive loop ([server] "
+	       "worker_timeout).",
+	       m->watchdog_kills);
 	metric(b, "imgate_comet_config_generation", "gauge",
 	       "Generation of the running config.", m->generation);
 	metric(b, "imgate_comet_capacity_connections", "gauge",

@@ -31,6 +31,10 @@
 
 #define COMET_HOST_MAX 256
 #define COMET_NAME_MAX 64
+/* Workers stamp their shm heartbeat every COMET_HEARTBEAT_MS. */
+#define COMET_HEARTBEAT_MS 1000
+/* The smallest [server] worker_timeout: two heartbeats. */
+#define COMET_WORKER_TIMEOUT_MIN_MS (2 * COMET_HEARTBEAT_MS)
 
 enum listener_kind {
 	LISTENER_TCP = 0,
@@ -62,6 +66,8 @@ struct comet_conf {
 	char log_target[PATH_MAX]; /* stderr | syslog | file path */
 	enum log_level log_level;
 	long drain_timeout_ms;
+	long worker_timeout_ms; /* watchdog: a loop silent this long is
+	                           killed; 0 = off */
 	int reuseport; /* one SO_REUSEPORT socket per worker and listener */
 
 	/* [listen] */
@@ -154,6 +160,9 @@ void sess_reload(struct worker *w, const struct comet_conf *old);
 size_t sess_count(const struct worker *w);
 void sess_drain(struct worker *w, void (*done)(struct worker *w));
 void sess_free(struct worker *w);
+
+/* CLOCK_MONOTONIC in ms: the clock of the workers' heartbeat in shm. */
+uint64_t comet_mono_ms(void);
 
 /*
  * Provided by worker.c for the session layer: wake worker id so it reads

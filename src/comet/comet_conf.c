@@ -61,6 +61,8 @@ static const struct conf_key conf_keys[] = {
     {"server", "log_level", K_LOGLEVEL, OFF(log_level), 0, 0, 0},
     {"server", "drain_timeout", K_DURATION, OFF(drain_timeout_ms), 0, 0,
      3600 * 1000},
+    {"server", "worker_timeout", K_DURATION, OFF(worker_timeout_ms), 0, 0,
+     3600 * 1000},
     {"server", "reuseport", K_BOOL, OFF(reuseport), 0, 0, 1},
 
     {"listen", "tcp", K_ADDR, OFF(listen[LISTENER_TCP]), 0, 0, 0},
@@ -129,6 +131,7 @@ comet_conf_defaults(struct comet_conf *c)
 	snprintf(c->log_target, sizeof(c->log_target), "stderr");
 	c->log_level = LOG_LVL_INFO;
 	c->drain_timeout_ms = 10 * 1000;
+	c->worker_timeout_ms = 10 * 1000;
 	c->reuseport = 0;
 
 	c->listen[LISTENER_TCP].port = 3101;
@@ -449,6 +452,13 @@ conf_check(struct load_state *st)
 		check_error(st, "server", "workers",
 		            "%d exceeds [shm] max_workers = %u", c->workers,
 		            c->shm.max_workers);
+	/* Workers stamp their heartbeat once a second: leave them a second
+	 * of slack before the watchdog calls them hung. */
+	if (c->worker_timeout_ms != 0 &&
+	    c->worker_timeout_ms < COMET_WORKER_TIMEOUT_MIN_MS)
+		check_error(st, "server", "worker_timeout",
+		            "must be 0 (off) or at least %d ms",
+		            COMET_WORKER_TIMEOUT_MIN_MS);
 	if (c->pid_file[0] != '/')
 		check_error(st, "server", "pid_file",
 		            "must be an absolute path");

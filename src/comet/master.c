@@ -46,6 +46,15 @@ comet_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+uint64_t
+comet_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 int
 master_conf_workers(const struct comet_conf *conf)
 {
@@ -388,6 +397,8 @@ child_start(struct master *m, int id, int ctl_fd)
 		if (m->w[i].kill_ev != NULL)
 			event_free(m->w[i].kill_ev);
 	}
+	if (m->watchdog_ev != NULL)
+		event_free(m->watchdog_ev);
 	event_base_free(m->base);
 	signal(SIGINT, SIG_IGN);
 	signal(SIGHUP, SIG_IGN);
@@ -418,6 +429,7 @@ spawn(struct master *m, int id)
 	__atomic_store_n(&slot->pid, 0, __ATOMIC_RELAXED);
 	slot->generation++;
 	slot->started_ms = comet_now_ms();
+	__atomic_store_n(&slot->alive_ms, comet_mono_ms(), __ATOMIC_RELAXED);
 	__atomic_store_n(&slot->state, SHM_WORKER_STARTING, __ATOMIC_RELEASE);
 
 	/* No signal may reach the master's handlers from inside the child. */
@@ -441,7 +453,9 @@ spawn(struct master *m, int id)
 	wp->pid = pid;
 	wp->ctl = sv[0];
 	wp->retiring = 0;
+	wp->hung = 0;
 	wp->started_ms = comet_now_ms();
+	wp->started_mono = comet_mono_ms();
 	log_info("worker %d started: pid %d", id, (int)pid);
 	return 0;
 }
@@ -502,9 +516,72 @@ workers_alive(const struct master *m)
 	return n;
 }
 
+/*
+ * How long worker id's loop has been silent past [server] worker_timeout,
+ * in ms, or 0 if it is not (or the watchdog is off). A starting worker has
+ * had no loop yet: it is judged from its fork. A draining one is not
+ * judged here: the drain timeout kills it if it takes too long.
+ */
+static uint64_t
+worker_silent_ms(const struct master *m, int id, uint64_t now)
+{
+	const struct wproc *wp = &m->w[id];
+	const struct shm_worker *s = shm_worker_slot_ro(m->shm, (uint32_t)id);
+	uint64_t since;
+	uint32_t state;
+
+	if (m->conf->worker_timeout_ms <= 0 || m->stopping || wp->pid == 0 ||
+	    wp->retiring)
+		return 0;
+	state = __atomic_load_n(&s->state, __ATOMIC_ACQUIRE);
+	if (state == SHM_WORKER_RUNNING)
+		since = __atomic_load_n(&s->alive_ms, __ATOMIC_RELAXED);
+	else if (state == SHM_WORKER_STARTING)
+		since = wp->started_mono;
+	else
+		return 0;
+	if (now <= since || now - since <= (uint64_t)m->conf->worker_timeout_ms)
+		return 0;
+	return now - since;
+}
+
+/*
+ * The watchdog, once a second: a worker whose loop stopped turning still
+ * holds its clients and its shm entries while serving nobody; killing it
+ * sends it down the normal death path (reclaim, respawn with backoff) and
+ * its clients reconnect elsewhere.
+ */
+static void
+watchdog_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct master *m = arg;
+	uint64_t mono = comet_mono_ms(), silent;
+
+	for (uint32_t i = 0; i < m->max_workers; i++) {
+		struct wproc *wp = &m->w[i];
+
+		if (wp->hung ||
+		    (silent = worker_silent_ms(m, (int)i, mono)) == 0)
+			continue;
+		log_error(
+		    "worker %u pid %d unresponsive for %llu.%llus: killing",
+		    (unsigned)i, (int)wp->pid,
+		    (unsigned long long)(silent / 1000),
+		    (unsigned long long)(silent % 1000 / 100));
+		if (kill(wp->pid, SIGKILL) == -1) {
+			log_error("worker %u: kill(%d, SIGKILL): %s",
+			          (unsigned)i, (int)wp->pid, strerror(errno));
+			continue;
+		}
+		wp->hung = 1;
+		m->watchdog_kills++;
+	}
+}
+
 int
 master_healthy(const struct master *m, int *alive)
 {
+	uint64_t mono = comet_mono_ms();
 	int ok = !m->stopping;
 
 	*alive = 0;
@@ -512,9 +589,10 @@ master_healthy(const struct master *m, int *alive)
 		const struct shm_worker *s =
 		    shm_worker_slot_ro(m->shm, (uint32_t)i);
 
-		if (m->w[i].pid != 0 &&
+		if (m->w[i].pid != 0 && !m->w[i].hung &&
 		    __atomic_load_n(&s->state, __ATOMIC_ACQUIRE) ==
-		        SHM_WORKER_RUNNING)
+		        SHM_WORKER_RUNNING &&
+		    worker_silent_ms(m, i, mono) == 0)
 			(*alive)++;
 		else
 			ok = 0;
@@ -555,6 +633,7 @@ reap_one(struct master *m, int id, int status)
 		log_notice("worker %d: reclaimed %zu channels", id, reclaimed);
 	worker_slot_reset(m, id);
 	wp->pid = 0;
+	wp->hung = 0;
 	if (wp->ctl != -1)
 		close(wp->ctl);
 	wp->ctl = -1;
@@ -747,6 +826,10 @@ reload(struct master *m)
 		          listener_addr_str(&old->admin, a, sizeof(a)));
 		nc->admin = old->admin;
 	}
+	if (nc->worker_timeout_ms != old->worker_timeout_ms)
+		log_notice("worker_timeout: %ld ms -> %ld ms%s",
+		           old->worker_timeout_ms, nc->worker_timeout_ms,
+		           nc->worker_timeout_ms == 0 ? " (watchdog off)" : "");
 	m->generation++;
 	m->reloads++;
 	m->nworkers = nw;
@@ -891,6 +974,8 @@ master_cleanup(struct master *m)
 	for (i = 0; i < sizeof(m->sig_ev) / sizeof(m->sig_ev[0]); i++)
 		if (m->sig_ev[i] != NULL)
 			event_free(m->sig_ev[i]);
+	if (m->watchdog_ev != NULL)
+		event_free(m->watchdog_ev);
 	if (m->w != NULL) {
 		for (i = 0; i < m->max_workers; i++) {
 			if (m->w[i].respawn_ev != NULL)
@@ -928,6 +1013,7 @@ master_run(struct comet_conf *conf, int pid_fd, int ready_fd)
 {
 	static const int sigs[] = {SIGCHLD, SIGHUP,  SIGTERM,
 	                           SIGINT,  SIGQUIT, SIGUSR1};
+	struct timeval watchdog_tv = {1, 0};
 	struct master *m = &M;
 	char err[512], c;
 	uint32_t i;
@@ -1008,6 +1094,13 @@ master_run(struct comet_conf *conf, int pid_fd, int ready_fd)
 			log_error("out of memory");
 			goto fail;
 		}
+	}
+	/* Always ticking: a reload may turn the watchdog on or off. */
+	m->watchdog_ev = event_new(m->base, -1, EV_PERSIST, watchdog_cb, m);
+	if (m->watchdog_ev == NULL ||
+	    event_add(m->watchdog_ev, &watchdog_tv) == -1) {
+		log_error("cannot start the watchdog timer");
+		goto fail;
 	}
 	if (m->conf->admin.port != 0 && admin_bind(m) == -1)
 		goto fail;

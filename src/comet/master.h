@@ -31,7 +31,9 @@ struct wproc {
 	int retiring;   /* told to drain; do not respawn */
 	int no_respawn; /* exited with status 2 */
 	int fails;      /* consecutive early deaths, for the backoff */
+	int hung;       /* SIGKILLed by the watchdog, not reaped yet */
 	uint64_t started_ms;
+	uint64_t started_mono; /* comet_mono_ms() at fork */
 	struct event *respawn_ev;
 	struct event *kill_ev; /* SIGKILL when a drain takes too long */
 };
@@ -55,8 +57,9 @@ struct master {
 	struct comet_addr http_addr;
 
 	struct event *sig_ev[6];
-	int pid_fd;   /* locked pid file, or -1 */
-	int ready_fd; /* daemon readiness pipe, or -1 */
+	struct event *watchdog_ev; /* once a second: hung workers */
+	int pid_fd;                /* locked pid file, or -1 */
+	int ready_fd;              /* daemon readiness pipe, or -1 */
 	int stopping;
 	int exit_code;
 
@@ -68,7 +71,7 @@ struct master {
 	uid_t uid;
 	gid_t gid;
 
-	uint64_t respawns, reloads, reload_failures;
+	uint64_t respawns, reloads, reload_failures, watchdog_kills;
 };
 
 /*
@@ -92,7 +95,10 @@ extern const char *const listener_kind_names[LISTENER__COUNT];
 /* admin.c: (re)bind the admin HTTP listener to m->conf->admin. */
 int admin_bind(struct master *m);
 void admin_free(struct master *m);
-/* Every configured worker runs (for /healthz). */
+/*
+ * Every configured worker runs and its loop turns (for /healthz); *alive
+ * counts those that do.
+ */
 int master_healthy(const struct master *m, int *alive);
 
 uint64_t comet_now_ms(void);

@@ -44,6 +44,17 @@ static size_t nwake;
 
 static void drain_start(const char *why);
 
+/*
+ * The master's watchdog reads this: a loop that stops turning (SIGSTOP,
+ * an endless loop, a blocking call) stops stamping and gets killed after
+ * [server] worker_timeout.
+ */
+static void
+heartbeat(void)
+{
+	__atomic_store_n(&W.slot->alive_ms, comet_mono_ms(), __ATOMIC_RELAXED);
+}
+
 void
 worker_wake(uint16_t worker_id)
 {
@@ -240,6 +251,8 @@ apply_reload(const struct ctl_msg *msg, const int *fds, size_t nfds)
 	generation = msg->generation;
 	sess_reload(&W, old);
 	free(old);
+	/* The time a large reload took is not silence. */
+	heartbeat();
 	log_info("config generation %u applied (max %ld connections)",
 	         (unsigned)generation, W.max_conns);
 	if (paused && !draining)
@@ -358,13 +371,14 @@ wake_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /*
- * Once a second: kicks that found the eventfd but not the mailbox, and the
- * master's death if the parent-death signal was missed (it fires on the
- * parent thread's exit, which could precede our prctl).
+ * Once a second: the heartbeat, kicks that found the eventfd but not the
+ * mailbox, and the master's death if the parent-death signal was missed
+ * (it fires on the parent thread's exit, which could precede our prctl).
  */
 static void
 housekeeping_cb(evutil_socket_t fd, short what, void *arg)
 {
+	heartbeat();
 	take_kicks();
 	if (getppid() != master_pid)
 		drain_start("master is gone");
@@ -414,7 +428,8 @@ drop_privileges(const struct worker_boot *b)
 void
 worker_run(const struct worker_boot *b)
 {
-	struct timeval hk = {1, 0};
+	struct timeval hk = {COMET_HEARTBEAT_MS / 1000,
+	                     (COMET_HEARTBEAT_MS % 1000) * 1000};
 	struct comet_conf *conf;
 	size_t i;
 
@@ -484,6 +499,7 @@ worker_run(const struct worker_boot *b)
 		if (listener_add(b->ls[i].id, (enum listener_kind)b->ls[i].kind,
 		                 b->ls_fd[i]) == -1)
 			exit(1);
+	heartbeat();
 	__atomic_store_n(&W.slot->state, SHM_WORKER_RUNNING, __ATOMIC_RELEASE);
 	log_info("worker running: %zu listeners, max %ld connections", nwl,
 	         W.max_conns);

@@ -803,6 +803,159 @@ class CometMasterTest(unittest.TestCase):
         wait_for(lambda: not alive(pid), timeout=5, what="daemon exit")
         self.assertFalse(os.path.exists("/dev/shm" + c.shm_name))
 
+    def authed_clients(self, c, n):
+        """n authenticated clients, each with the worker that holds it."""
+        out = []
+        for i in range(n):
+            s = socket.create_connection(("127.0.0.1", c.tcp), timeout=3)
+            self.addCleanup(s.close)
+            s.sendall(goim_frame(7, b'{"mid":7}'))
+            self.assertEqual(read_frame(s)[0], 8)
+            out.append(s)
+        wait_for(lambda: c.metric("imgate_comet_channels") == n,
+                 what="%d channels in shm" % n)
+        # FakeLogic hands out key-1, key-2... in the order clients came.
+        keys = sorted(imgate_shm(c, "channels")["channels"],
+                      key=lambda ch: int(ch["key"].split("-")[1]))
+        return [(s, ch["worker"]) for s, ch in zip(out, keys)]
+
+    def stop_worker(self, pid):
+        os.kill(pid, signal.SIGSTOP)
+        # A failed test must not leave it stopped (cleanup kills it).
+        self.addCleanup(lambda: alive(pid) and os.kill(pid, signal.SIGKILL))
+
+    def test_watchdog_kills_hung_worker(self):
+        logic = FakeLogic()
+        self.addCleanup(logic.stop)
+        c = self.comet(workers=2, server__worker_timeout="2s",
+                       logic__addr="127.0.0.1:%d" % logic.port,
+                       redis__addr="127.0.0.1:%d" % free_port()).start()
+        wait_for(lambda: len(c.workers()) == 2, what="2 workers")
+        clients = self.authed_clients(c, 8)
+        pids = {w["id"]: w["pid"] for w in imgate_shm(c, "workers")["workers"]
+                if w["state"] == "running"}
+        self.assertEqual(set(pids), {0, 1})
+        # The worker with fewer clients: the other keeps at least four.
+        held = [sum(1 for _, w in clients if w == i) for i in (0, 1)]
+        vid = 0 if held[0] <= held[1] else 1
+        victim = pids[vid]
+        t0 = time.monotonic()
+        self.stop_worker(victim)
+        # Polled finely: the 503 lasts from the 2s mark to the respawn.
+        statuses = set()
+        while True:
+            status = c.http("/healthz")[0]
+            statuses.add(status)
+            w = c.workers()
+            if status == 200 and len(w) == 2 and victim not in w:
+                break
+            self.assertLess(time.monotonic() - t0, 10,
+                            "the stopped worker was not replaced")
+            time.sleep(0.01)
+        took = time.monotonic() - t0
+        # 2s of silence, then the next once-a-second check.
+        self.assertGreater(took, 1.9)
+        self.assertLess(took, 6)
+        self.assertIn(503, statuses)
+        self.assertFalse(alive(victim))
+        log = c.log()
+        self.assertIn("worker %d pid %d unresponsive for " % (vid, victim),
+                      log)
+        self.assertIn("(pid %d) killed by signal 9" % victim, log)
+        self.assertEqual(c.metric("imgate_comet_worker_watchdog_kills_total"),
+                         1)
+        self.assertEqual(c.metric("imgate_comet_worker_respawns_total"), 1)
+        self.assertEqual(c.metric("imgate_comet_workers_alive"), 2)
+        # The other worker's clients noticed nothing; the victim's are cut.
+        for i, (s, w) in enumerate(clients):
+            if w == vid:
+                s.settimeout(3)
+                try:
+                    self.assertEqual(s.recv(1), b"")
+                except ConnectionResetError:
+                    pass
+                continue
+            s.sendall(goim_frame(2, seq=200 + i))
+            op, body = read_frame(s)
+            self.assertEqual(op, 3)
+        wait_for(lambda: c.metric("imgate_comet_channels") == 8 - held[vid],
+                 what="the victim's channels reclaimed")
+        # A healthy worker is never taken for a hung one.
+        time.sleep(2.5)
+        self.assertEqual(c.metric("imgate_comet_worker_watchdog_kills_total"),
+                         1)
+
+    def test_watchdog_off_and_reload(self):
+        c = self.comet(workers=2, server__worker_timeout="0").start()
+        w = wait_for(lambda: c.workers() if len(c.workers()) == 2 else None,
+                     what="2 workers")
+        victim = w[1]
+        self.stop_worker(victim)
+        # Off: nobody judges the loop; /healthz sees a live pid.
+        time.sleep(3)
+        self.assertEqual(c.workers(), w)
+        self.assertEqual(c.http("/healthz")[0], 200)
+        self.assertNotIn("unresponsive", c.log())
+        c.settings["server"]["worker_timeout"] = "2s"
+        c.write_conf()
+        c.signal(signal.SIGHUP)
+        c.wait_log("reload applied: generation 1")
+        self.assertIn("worker_timeout: 0 ms -> 2000 ms", c.log())
+        # Silent for 3s already: the first check after the reload kills it.
+        wait_for(lambda: victim not in c.workers() and len(c.workers()) == 2,
+                 timeout=4, what="the stopped worker replaced")
+        c.wait_log("pid %d unresponsive for " % victim)
+        wait_for(lambda: c.http("/healthz")[0] == 200, what="healthy again")
+        self.assertIn(w[0], c.workers())
+        # Back off: a stopped worker stays, /healthz still answers.
+        c.settings["server"]["worker_timeout"] = "0"
+        c.write_conf()
+        c.signal(signal.SIGHUP)
+        c.wait_log("reload applied: generation 2")
+        self.assertIn("2000 ms -> 0 ms (watchdog off)", c.log())
+        w2 = c.workers()
+        self.stop_worker(w2[0])
+        time.sleep(3)
+        self.assertEqual(c.workers(), w2)
+        self.assertEqual(
+            c.metric("imgate_comet_worker_watchdog_kills_total"), 1)
+
+    def test_bad_input_log_is_rate_limited(self):
+        # One line a second per kind, whatever the flood; counters exact.
+        ws = free_port()
+        c = self.comet(workers=1, listen__ws="127.0.0.1:%d" % ws).start()
+        bad = struct.pack(">ihhii", 5, 16, 1, 7, 1)  # packLen < headerLen
+        n = 30
+
+        def flood(port, payload, count):
+            for _ in range(count):
+                s = socket.create_connection(("127.0.0.1", port), timeout=3)
+                s.sendall(payload)
+                s.settimeout(3)
+                try:
+                    while s.recv(4096):
+                        pass
+                except ConnectionResetError:
+                    pass
+                s.close()
+        flood(c.tcp, bad, n)
+        flood(ws, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", n)
+        wait_for(lambda: c.metric("imgate_comet_bad_frame_total") == 2 * n,
+                 what="every bad frame and refused upgrade counted")
+        time.sleep(1.1)
+        flood(c.tcp, bad, 1)
+        flood(ws, b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n", 1)
+        wait_for(lambda: c.metric("imgate_comet_bad_frame_total") ==
+                 2 * n + 2, what="the last two counted")
+        for kind in (": bad frame: ", ": upgrade refused ("):
+            lines = [ln for ln in c.log().splitlines() if kind in ln]
+            # The flood took a second or two: a handful of lines, not 31.
+            self.assertLessEqual(len(lines), 4, lines)
+            self.assertIn("more suppressed)", lines[-1])
+            told = sum(int(ln.rsplit("(", 1)[1].split()[0])
+                       for ln in lines if ln.endswith("more suppressed)"))
+            self.assertEqual(len(lines) + told, n + 1, lines)
+
     def test_bad_listener_fails_start(self):
         busy = socket.socket()
         busy.bind(("127.0.0.1", 0))
