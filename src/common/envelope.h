@@ -23,13 +23,15 @@
  *                       for the process's life; optional
  *   "seq"        uint   per channel and src: 1, 2, 3... one per PUBLISH
  *                       written to Redis (a seq whose PUBLISH never left
- *                       the publisher is reused); optional. A subscriber
- *                       that sees seq jump over n values on a channel knows
- * Redis dropped n messages (pub/sub does not queue for a disconnected
- * subscriber); a seq at or below the last one means the publisher restarted or
- * forgot the channel. Without src or seq: no gap accounting. Unknown fields are
- * ignored; a known field of the wrong type is an error; fields of another type
- * (keys in a ROOM envelope) are checked, then ignored.
+ *                       the publisher is reused); optional. A jump over
+ *                       n values on a channel means Redis dropped n
+ *                       messages (pub/sub does not queue for a
+ *                       disconnected subscriber); a seq at or below the
+ *                       last one means the publisher restarted or forgot
+ *                       the channel. Without src or seq: no accounting.
+ * Unknown fields are ignored; a known field of the wrong type is an error;
+ * fields of another type (keys in a ROOM envelope) are checked, then
+ * ignored.
  *
  * This is a library: it never logs.
  */
