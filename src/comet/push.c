@@ -42,8 +42,6 @@ struct push {
 	int closing;    /* push_free in progress: do not reconnect */
 	int was_ready;  /* connected before: a reconnect follows an outage */
 	unsigned fails; /* connection attempts failed in a row */
-	uint64_t bad_log_ms; /* last "bad envelope" line (rate limit) */
-	uint64_t gap_log_ms; /* last "pushes lost" line (rate limit) */
 	/*
 	 * Loss accounting of the node and broadcast channels; a room's is in
 	 * its struct room. Kept across Redis reconnects: what was published
@@ -64,6 +62,13 @@ struct push {
 	char room_prefix[PUSH_CHANNEL_MAX]; /* "<prefix>:room:" */
 	size_t room_prefix_len;
 };
+
+/*
+ * What a peer (a publisher) can trigger is counted always and logged at
+ * most once a second per kind: a worker is one process, so these are its.
+ */
+static struct log_ratelimit rl_bad_envelope = {.interval_ms = 1000};
+static struct log_ratelimit rl_gap = {.interval_ms = 1000};
 
 static void push_connect(struct push *p);
 static void push_message_cb(redisAsyncContext *ac, void *r, void *privdata);
@@ -596,7 +601,7 @@ push_account_gap(struct push *p, const char *ch, size_t len,
                  const struct envelope *e)
 {
 	struct gap *g;
-	uint64_t missed, now;
+	uint64_t missed;
 
 	if (e->src == 0 || e->seq == 0 ||
 	    (g = push_channel_gap(p, ch, len)) == NULL)
@@ -605,15 +610,11 @@ push_account_gap(struct push *p, const char *ch, size_t len,
 		return;
 	sess_count_add(p->sw, SHM_C_DROP_GAP,
 	               missed > INT64_MAX ? INT64_MAX : (int64_t)missed);
-	now = sess_mono_ms();
-	if (now - p->gap_log_ms >= 1000) {
-		p->gap_log_ms = now;
-		log_warn("push: %llu message(s) on %.*s never reached this "
-		         "worker (publisher %016llx, seq %llu)",
-		         (unsigned long long)missed, (int)len, ch,
-		         (unsigned long long)e->src,
-		         (unsigned long long)e->seq);
-	}
+	log_msg_limited(&rl_gap, LOG_LVL_WARN,
+	                "push: %llu message(s) on %.*s never reached this "
+	                "worker (publisher %016llx, seq %llu)",
+	                (unsigned long long)missed, (int)len, ch,
+	                (unsigned long long)e->src, (unsigned long long)e->seq);
 }
 
 static void
@@ -658,11 +659,8 @@ push_message_cb(redisAsyncContext *ac, void *r, void *privdata)
 	if (envelope_decode(msg->str, msg->len, &p->scratch, &e, err,
 	                    sizeof(err)) == -1) {
 		sess_count_add(p->sw, SHM_C_DROP_BAD_ENVELOPE, 1);
-		/* Counted always; logged at most once a second. */
-		if (sess_mono_ms() - p->bad_log_ms >= 1000) {
-			p->bad_log_ms = sess_mono_ms();
-			log_warn("push: bad envelope on %s: %s", ch->str, err);
-		}
+		log_msg_limited(&rl_bad_envelope, LOG_LVL_WARN,
+		                "push: bad envelope on %s: %s", ch->str, err);
 		return;
 	}
 	push_account_gap(p, ch->str, ch->len, &e);
