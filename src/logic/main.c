@@ -17,10 +17,9 @@
 #include "config.h"
 
 #include <errno.h>
-#include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,6 +27,7 @@
 
 #include <event2/event.h>
 
+#include "common/daemon.h"
 #include "logic/api.h"
 #include "logic/chanseq.h"
 #include "logic/logic.h"
@@ -168,64 +168,24 @@ on_signal(evutil_socket_t sig, short what, void *arg)
 	}
 }
 
-/* 1 when a live process other than this one is named in the pid file. */
-static int
-pid_running(const char *path)
-{
-	char buf[32];
-	ssize_t n;
-	long pid;
-	int fd;
-
-	if (path[0] == '\0')
-		return 0;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd == -1)
-		return 0;
-	n = read(fd, buf, sizeof(buf) - 1);
-	close(fd);
-	if (n <= 0)
-		return 0;
-	buf[n] = '\0';
-	pid = strtol(buf, NULL, 10);
-	if (pid > 0 && pid != getpid() &&
-	    (kill((pid_t)pid, 0) == 0 || errno == EPERM)) {
-		log_error("pid file %s: process %ld is running", path, pid);
-		return 1;
-	}
-	return 0;
-}
-
 /*
- * -1 if another live process holds the pid file. A pid file that cannot
- * be written (an unprivileged run with the default path) is only warned
- * about: 1 is returned and the daemon runs without one.
+ * A pid file that cannot be written (an unprivileged run with the default
+ * path) is only warned about: 1 is returned and the daemon runs without
+ * one.
  */
 static int
 write_pid(const char *path)
 {
-	char buf[32], dir[PATH_MAX], *slash;
-	ssize_t n;
+	char err[PATH_MAX + 128];
 	int fd;
 
 	if (path[0] == '\0')
 		return 1;
-	if (pid_running(path))
-		return -1;
-	snprintf(dir, sizeof(dir), "%s", path);
-	slash = strrchr(dir, '/');
-	if (slash != NULL && slash != dir) {
-		*slash = '\0';
-		(void)mkdir(dir, 0755);
-	}
-	fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd == -1) {
-		log_warn("pid file %s: %s; running without one", path,
-		         strerror(errno));
+	if ((fd = daemon_pidfile_open(path, err, sizeof(err))) == -1) {
+		log_warn("%s; running without one", err);
 		return 1;
 	}
-	n = snprintf(buf, sizeof(buf), "%ld\n", (long)getpid());
-	if (write(fd, buf, (size_t)n) != n) {
+	if (daemon_pidfile_write(fd) == -1) {
 		log_warn("pid file %s: %s", path, strerror(errno));
 		close(fd);
 		unlink(path);
@@ -262,97 +222,29 @@ raise_nofile(void)
 	}
 }
 
-/*
- * Fork into the background. The parent exits once the daemon says it
- * runs (one byte on the pipe): 0, or 1 when the daemon failed first.
- * Returns the daemon's end of the pipe, or -1.
- */
-static int
-daemonize(int keep_stderr)
-{
-	int p[2], fd;
-	ssize_t r;
-	pid_t pid;
-	char c = 0;
-
-	if (pipe2(p, O_CLOEXEC) == -1) {
-		log_error("pipe: %s", strerror(errno));
-		return -1;
-	}
-	pid = fork();
-	if (pid == -1) {
-		log_error("fork: %s", strerror(errno));
-		close(p[0]);
-		close(p[1]);
-		return -1;
-	}
-	if (pid > 0) {
-		close(p[1]);
-		do
-			r = read(p[0], &c, 1);
-		while (r == -1 && errno == EINTR);
-		_exit(r == 1 && c == '1' ? 0 : 1);
-	}
-	close(p[0]);
-	if (setsid() == -1)
-		log_warn("setsid: %s", strerror(errno));
-	if (chdir("/") == -1)
-		log_warn("chdir /: %s", strerror(errno));
-	fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-	if (fd != -1) {
-		dup2(fd, STDIN_FILENO);
-		dup2(fd, STDOUT_FILENO);
-		if (!keep_stderr)
-			dup2(fd, STDERR_FILENO);
-		if (fd > STDERR_FILENO)
-			close(fd);
-	}
-	return p[1];
-}
-
-/* Tell the waiting parent how the start went. */
-static void
-ready(int *fd, int ok)
-{
-	if (*fd == -1)
-		return;
-	if (ok && write(*fd, "1", 1) != 1)
-		log_warn("start-up pipe: %s", strerror(errno));
-	close(*fd);
-	*fd = -1;
-}
-
 int
 main(int argc, char **argv)
 {
-	const char *path = DEFAULT_CONF;
+	const char *path;
+	struct daemon_opts o;
 	struct event *sigs[5] = {NULL};
 	static const int signums[5] = {SIGHUP, SIGTERM, SIGINT, SIGUSR1, 0};
 	struct logic l = {0};
 	struct store_opts so;
 	char err[1024], abspath[PATH_MAX];
-	int opt, check = 0, foreground = 0, rc = 1, pid_written = 0;
-	int ready_fd = -1;
+	int rc = 1, pid_written = 0, ready_fd = -1;
+	pid_t running;
 
-	while ((opt = getopt(argc, argv, "c:ftvh")) != -1) {
-		switch (opt) {
-		case 'c':
-			path = optarg;
-			break;
-		case 'f':
-			foreground = 1;
-			break;
-		case 't':
-			check = 1;
-			break;
-		case 'v':
-			printf("imgate-logic %s\n", PACKAGE_VERSION);
-			return 0;
-		default:
-			usage();
-			return 2;
-		}
+	switch (daemon_getopt(argc, argv, "imgate-logic", DEFAULT_CONF, &o)) {
+	case DAEMON_OPT_RUN:
+		break;
+	case DAEMON_OPT_VERSION:
+		return 0;
+	case DAEMON_OPT_USAGE:
+		usage();
+		return DAEMON_EXIT_CONFIG;
 	}
+	path = o.conf;
 	/* Reloads after chdir("/") must find the same file. */
 	if (realpath(path, abspath) != NULL)
 		path = abspath;
@@ -362,16 +254,16 @@ main(int argc, char **argv)
 	if (logic_conf_load(path, l.conf, err, sizeof(err)) == -1) {
 		fprintf(stderr, "imgate-logic: %s\n", err);
 		free(l.conf);
-		return check ? 1 : 2;
+		return o.check ? 1 : DAEMON_EXIT_CONFIG;
 	}
-	if (check) {
+	if (o.check) {
 		printf("imgate-logic: %s: ok\n", path);
 		free(l.conf);
 		return 0;
 	}
 	if (open_log(l.conf) == -1) {
 		free(l.conf);
-		return 2;
+		return DAEMON_EXIT_CONFIG;
 	}
 	raise_nofile();
 	signal(SIGPIPE, SIG_IGN);
@@ -398,12 +290,22 @@ main(int argc, char **argv)
 		          l.conf->rpc_port, err);
 		goto out;
 	}
-	if (pid_running(l.conf->pid_file))
+	if (l.conf->pid_file[0] != '\0' &&
+	    (running = daemon_pidfile_running(l.conf->pid_file)) != 0) {
+		log_error("pid file %s: process %ld is running",
+		          l.conf->pid_file, (long)running);
 		goto out;
-	if (!foreground) {
-		ready_fd = daemonize(strcmp(l.conf->log_target, "stderr") == 0);
-		if (ready_fd == -1)
+	}
+	if (!o.foreground) {
+		ready_fd =
+		    daemon_detach(strcmp(l.conf->log_target, "stderr") == 0,
+		                  err, sizeof(err));
+		if (ready_fd == -1) {
+			log_error("%s", err);
 			goto out;
+		}
+		if (err[0] != '\0')
+			log_warn("%s", err);
 		/* The loop's kernel state belongs to the parent until now. */
 		if (event_reinit(l.base) == -1) {
 			log_error("event_reinit failed");
@@ -442,11 +344,13 @@ main(int argc, char **argv)
 	           PACKAGE_VERSION, l.conf->rpc_host, l.conf->rpc_port,
 	           l.conf->http_host, l.conf->http_port, l.conf->redis_host,
 	           l.conf->redis_port);
-	ready(&ready_fd, 1);
+	if (daemon_ready(&ready_fd, 0) == -1)
+		log_warn("start-up pipe: %s", strerror(errno));
 	event_base_dispatch(l.base);
 	rc = 0;
 out:
-	ready(&ready_fd, 0);
+	/* A failure after detaching: the waiting parent exits 1. */
+	daemon_ready(&ready_fd, rc);
 	/* The store first: its callbacks answer requests the others own. */
 	store_free(l.store);
 	online_free(l.online);
