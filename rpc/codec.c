@@ -9,33 +9,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/mpscan.h"
 #include "rpc/rpc_codec.h"
 #include "rpc/rpc_int.h"
 
 /*
- * msgpack-c allocates the storage of an array or map as soon as it reads
- * the container's header, sized by the count the peer declared: five bytes
- * (0xdd ff ff ff ff) ask for ~100 GB. It also has no size limit of its
- * own. So every byte goes through a small msgpack framing scanner first;
- * it tracks how many elements the open containers still owe and refuses a
- * header whose counts or lengths could not fit in max_message (each
- * element costs at least one byte), and containers nested deeper than
- * max_depth. msgpack-c then only ever sees bytes of messages that fit.
- * Hand-written because msgpack-c offers no hook between reading a header
- * and allocating for it.
+ * Every byte goes through the framing scanner (common/mpscan.h) first, so
+ * msgpack-c only ever sees bytes of messages that fit the limits and never
+ * allocates for elements the peer has not sent.
  */
-enum scan_state {
-	SCAN_TYPE = 0, /* expecting the first byte of a value */
-	SCAN_HEAD,     /* reading a length field */
-	SCAN_SKIP,     /* skipping fixed bytes or a payload */
-};
-
-enum head_kind {
-	HEAD_RAW = 0, /* str, bin, ext: the length counts payload bytes */
-	HEAD_ARRAY,
-	HEAD_MAP,
-};
-
 struct rpc_decoder {
 	struct rpc_limits lim;
 	msgpack_unpacker up;
@@ -43,17 +25,7 @@ struct rpc_decoder {
 	int dead;
 	char dead_err[128];
 
-	/* Framing scanner, see above. */
-	enum scan_state st;
-	enum head_kind hkind;
-	unsigned hneed;  /* length bytes still to read */
-	unsigned hextra; /* payload bytes beyond the length (ext type) */
-	uint32_t hval;
-	uint64_t skip;        /* bytes still to skip */
-	uint64_t msg_bytes;   /* bytes of the current message so far */
-	uint64_t outstanding; /* elements open containers still owe */
-	unsigned sp;
-	uint64_t *stack; /* elements not yet started, per open container */
+	struct mpscan scan;
 	size_t complete; /* messages scanned but not yet handed out */
 };
 
@@ -98,18 +70,17 @@ rpc_decoder_new(const struct rpc_limits *limits)
 	if ((d = calloc(1, sizeof(*d))) == NULL)
 		return NULL;
 	d->lim = rpc_limits_resolve(limits);
-	if ((d->stack = calloc(d->lim.max_depth, sizeof(*d->stack))) == NULL)
-		goto err;
+	/* msgpack-c's stack holds empty containers too. */
+	mpscan_init(&d->scan, d->lim.max_message, d->lim.max_depth,
+	            MPSCAN_EMPTY_NESTS);
 	/* Small: most rpc messages are a few hundred bytes. */
 	initial = d->lim.max_message < 8192 ? d->lim.max_message : 8192;
-	if (!msgpack_unpacker_init(&d->up, initial))
-		goto err;
+	if (!msgpack_unpacker_init(&d->up, initial)) {
+		free(d);
+		return NULL;
+	}
 	msgpack_unpacked_init(&d->result);
 	return d;
-err:
-	free(d->stack);
-	free(d);
-	return NULL;
 }
 
 void
@@ -119,7 +90,6 @@ rpc_decoder_free(struct rpc_decoder *d)
 		return;
 	msgpack_unpacked_destroy(&d->result);
 	msgpack_unpacker_destroy(&d->up);
-	free(d->stack);
 	free(d);
 }
 
@@ -141,209 +111,52 @@ kill_stream(struct rpc_decoder *d, char *err, size_t errlen, const char *fmt,
 	return -1;
 }
 
-/*
- * Whether the current message can still take more bytes: what it has so
- * far plus one byte per element still owed stays within max_message. The
- * scanner keeps that sum within the limit, so it cannot overflow.
- */
 static int
-fits(const struct rpc_decoder *d, uint64_t more)
+scan_failed(struct rpc_decoder *d, char *err, size_t errlen)
 {
-	uint64_t max = d->lim.max_message;
-	uint64_t used = d->msg_bytes + d->outstanding;
+	const struct mpscan *sc = &d->scan;
 
-	return used <= max && more <= max - used;
-}
-
-/* A value ended: close every container whose last element it was. */
-static void
-value_done(struct rpc_decoder *d)
-{
-	while (d->sp > 0 && d->stack[d->sp - 1] == 0)
-		d->sp--;
-	if (d->sp == 0) {
-		d->complete++;
-		d->msg_bytes = 0;
-	}
-}
-
-static int
-open_container(struct rpc_decoder *d, uint64_t count, char *err, size_t errlen)
-{
-	if (d->sp + 1 > d->lim.max_depth)
+	switch (sc->error) {
+	case MPSCAN_BAD_BYTE:
+		return kill_stream(d, err, errlen,
+		                   "invalid msgpack byte 0x%02x", sc->byte);
+	case MPSCAN_TOO_DEEP:
 		return kill_stream(d, err, errlen,
 		                   "message nested deeper than %u",
 		                   d->lim.max_depth);
-	if (!fits(d, count))
+	case MPSCAN_BIG_CONTAINER:
 		return kill_stream(d, err, errlen,
 		                   "message larger than %zu bytes (container "
 		                   "of %llu elements)",
 		                   d->lim.max_message,
-		                   (unsigned long long)count);
-	if (count == 0) {
-		value_done(d);
-		return 0;
-	}
-	d->stack[d->sp++] = count;
-	d->outstanding += count;
-	return 0;
-}
-
-static int
-start_skip(struct rpc_decoder *d, uint64_t n, char *err, size_t errlen)
-{
-	if (!fits(d, n))
+		                   (unsigned long long)sc->size);
+	case MPSCAN_BIG_VALUE:
 		return kill_stream(d, err, errlen,
 		                   "message larger than %zu bytes (%llu-byte "
 		                   "value)",
-		                   d->lim.max_message, (unsigned long long)n);
-	if (n == 0) {
-		value_done(d);
-		return 0;
-	}
-	d->skip = n;
-	d->st = SCAN_SKIP;
-	return 0;
-}
-
-static int
-start_head(struct rpc_decoder *d, enum head_kind kind, unsigned lenbytes,
-           unsigned extra, char *err, size_t errlen)
-{
-	if (!fits(d, lenbytes + extra))
+		                   d->lim.max_message,
+		                   (unsigned long long)sc->size);
+	default:
 		return kill_stream(d, err, errlen,
 		                   "message larger than %zu bytes",
 		                   d->lim.max_message);
-	d->hkind = kind;
-	d->hneed = lenbytes;
-	d->hextra = extra;
-	d->hval = 0;
-	d->st = SCAN_HEAD;
-	return 0;
+	}
 }
 
-static int
-head_done(struct rpc_decoder *d, char *err, size_t errlen)
-{
-	d->st = SCAN_TYPE;
-	switch (d->hkind) {
-	case HEAD_RAW:
-		return start_skip(d, (uint64_t)d->hval + d->hextra, err,
-		                  errlen);
-	case HEAD_ARRAY:
-		return open_container(d, d->hval, err, errlen);
-	case HEAD_MAP:
-		return open_container(d, (uint64_t)d->hval * 2, err, errlen);
-	}
-	return -1;
-}
-
-/* The first byte b of a value. */
-static int
-scan_type(struct rpc_decoder *d, uint8_t b, char *err, size_t errlen)
-{
-	if (d->sp > 0) {
-		d->stack[d->sp - 1]--;
-		d->outstanding--;
-	}
-	if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 || b == 0xc3) {
-		value_done(d);
-		return 0;
-	}
-	if (b >= 0x80 && b <= 0x8f)
-		return open_container(d, (uint64_t)(b & 0x0f) * 2, err, errlen);
-	if (b >= 0x90 && b <= 0x9f)
-		return open_container(d, b & 0x0f, err, errlen);
-	if (b >= 0xa0 && b <= 0xbf)
-		return start_skip(d, b & 0x1f, err, errlen);
-	switch (b) {
-	case 0xc4: /* bin 8, 16, 32 */
-	case 0xd9: /* str 8, 16, 32 */
-		return start_head(d, HEAD_RAW, 1, 0, err, errlen);
-	case 0xc5:
-	case 0xda:
-		return start_head(d, HEAD_RAW, 2, 0, err, errlen);
-	case 0xc6:
-	case 0xdb:
-		return start_head(d, HEAD_RAW, 4, 0, err, errlen);
-	case 0xc7: /* ext 8, 16, 32: length, then a type byte */
-		return start_head(d, HEAD_RAW, 1, 1, err, errlen);
-	case 0xc8:
-		return start_head(d, HEAD_RAW, 2, 1, err, errlen);
-	case 0xc9:
-		return start_head(d, HEAD_RAW, 4, 1, err, errlen);
-	case 0xca: /* float 32, 64 */
-		return start_skip(d, 4, err, errlen);
-	case 0xcb:
-		return start_skip(d, 8, err, errlen);
-	case 0xcc: /* uint, int 8..64 */
-	case 0xd0:
-		return start_skip(d, 1, err, errlen);
-	case 0xcd:
-	case 0xd1:
-		return start_skip(d, 2, err, errlen);
-	case 0xce:
-	case 0xd2:
-		return start_skip(d, 4, err, errlen);
-	case 0xcf:
-	case 0xd3:
-		return start_skip(d, 8, err, errlen);
-	case 0xd4: /* fixext 1..16: type byte + data */
-		return start_skip(d, 2, err, errlen);
-	case 0xd5:
-		return start_skip(d, 3, err, errlen);
-	case 0xd6:
-		return start_skip(d, 5, err, errlen);
-	case 0xd7:
-		return start_skip(d, 9, err, errlen);
-	case 0xd8:
-		return start_skip(d, 17, err, errlen);
-	case 0xdc: /* array 16, 32 */
-		return start_head(d, HEAD_ARRAY, 2, 0, err, errlen);
-	case 0xdd:
-		return start_head(d, HEAD_ARRAY, 4, 0, err, errlen);
-	case 0xde: /* map 16, 32 */
-		return start_head(d, HEAD_MAP, 2, 0, err, errlen);
-	case 0xdf:
-		return start_head(d, HEAD_MAP, 4, 0, err, errlen);
-	}
-	return kill_stream(d, err, errlen, "invalid msgpack byte 0x%02x", b);
-}
-
+/* Count the messages that end in the bytes. */
 static int
 scan(struct rpc_decoder *d, const uint8_t *p, size_t len, char *err,
      size_t errlen)
 {
-	size_t i = 0;
+	size_t used;
+	int r;
 
-	while (i < len) {
-		switch (d->st) {
-		case SCAN_TYPE:
-			d->msg_bytes++;
-			if (scan_type(d, p[i++], err, errlen) == -1)
-				return -1;
-			break;
-		case SCAN_HEAD:
-			d->msg_bytes++;
-			d->hval = d->hval << 8 | p[i++];
-			if (--d->hneed == 0 && head_done(d, err, errlen) == -1)
-				return -1;
-			break;
-		case SCAN_SKIP: {
-			size_t n = len - i;
-
-			if (n > d->skip)
-				n = (size_t)d->skip;
-			i += n;
-			d->msg_bytes += n;
-			d->skip -= n;
-			if (d->skip == 0) {
-				d->st = SCAN_TYPE;
-				value_done(d);
-			}
-			break;
-		}
-		}
+	while (len > 0) {
+		if ((r = mpscan_feed(&d->scan, p, len, &used)) == -1)
+			return scan_failed(d, err, errlen);
+		d->complete += (size_t)r;
+		p += used;
+		len -= used;
 	}
 	return 0;
 }

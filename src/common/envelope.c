@@ -5,130 +5,46 @@
 #include <string.h>
 
 #include "common/envelope.h"
+#include "common/mpscan.h"
 
-#define CHECK_DEPTH_MAX 64
-
-static uint64_t
-be_read(const uint8_t *p, size_t n)
-{
-	uint64_t v = 0;
-
-	for (size_t i = 0; i < n; i++)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-/*
- * msgpack-c has no way to bound what a container header makes it allocate,
- * so the header walk below is written by hand: it reads only lengths and
- * counts, never values.
- */
+/* The whole envelope is in buf: no count may claim more than it holds. */
 int
 envelope_msgpack_check(const void *buf, size_t len, unsigned max_depth,
                        char *err, size_t errlen)
 {
-	const uint8_t *p = buf, *end = p + len;
-	uint64_t left[CHECK_DEPTH_MAX + 1];
-	uint64_t pending = 1; /* objects announced but not yet read */
-	unsigned depth = 0;
+	struct mpscan sc;
+	size_t used;
 
-	if (max_depth > CHECK_DEPTH_MAX)
-		max_depth = CHECK_DEPTH_MAX;
-	left[0] = 1;
-	while (pending > 0) {
-		uint64_t skip = 0, items = 0;
-		size_t hdr = 1, lenbytes = 0;
-		uint8_t b;
-
-		if (p >= end) {
-			snprintf(err, errlen, "truncated msgpack");
-			return -1;
-		}
-		b = *p;
-		if (b <= 0x7f || b >= 0xe0 || b == 0xc0 || b == 0xc2 ||
-		    b == 0xc3) {
-			/* fixint, nil, bool */
-		} else if (b <= 0x8f) {
-			items = 2 * (uint64_t)(b & 0x0f);
-		} else if (b <= 0x9f) {
-			items = b & 0x0f;
-		} else if (b <= 0xbf) {
-			skip = b & 0x1f;
-		} else if (b == 0xc1) {
-			snprintf(err, errlen, "invalid msgpack byte 0xc1");
-			return -1;
-		} else if (b >= 0xc4 && b <= 0xc6) {
-			lenbytes = (size_t)1 << (b - 0xc4);
-		} else if (b >= 0xc7 && b <= 0xc9) {
-			lenbytes = (size_t)1 << (b - 0xc7);
-			skip = 1; /* ext type byte */
-		} else if (b == 0xca) {
-			skip = 4;
-		} else if (b == 0xcb) {
-			skip = 8;
-		} else if (b >= 0xcc && b <= 0xcf) {
-			skip = (uint64_t)1 << (b - 0xcc);
-		} else if (b >= 0xd0 && b <= 0xd3) {
-			skip = (uint64_t)1 << (b - 0xd0);
-		} else if (b >= 0xd4 && b <= 0xd8) {
-			skip = 1 + ((uint64_t)1 << (b - 0xd4));
-		} else if (b >= 0xd9 && b <= 0xdb) {
-			lenbytes = (size_t)1 << (b - 0xd9);
-		} else if (b == 0xdc || b == 0xdd) {
-			lenbytes = b == 0xdc ? 2 : 4;
-		} else { /* 0xde, 0xdf */
-			lenbytes = b == 0xde ? 2 : 4;
-		}
-		if (lenbytes > 0) {
-			uint64_t n;
-
-			if ((size_t)(end - p) < 1 + lenbytes) {
-				snprintf(err, errlen, "truncated msgpack");
-				return -1;
-			}
-			n = be_read(p + 1, lenbytes);
-			hdr += lenbytes;
-			if (b >= 0xdc && b <= 0xdd)
-				items = n;
-			else if (b >= 0xde)
-				items = 2 * n;
-			else
-				skip += n;
-		}
-		if ((uint64_t)(end - p) < hdr + skip) {
-			snprintf(err, errlen, "truncated msgpack");
-			return -1;
-		}
-		p += hdr + skip;
-		pending--;
-		left[depth]--;
-		if (items > 0) {
-			/* Every element takes at least one byte. */
-			if (pending + items > (uint64_t)(end - p)) {
-				snprintf(err, errlen,
-				         "msgpack container claims %" PRIu64
-				         " elements, more than the input holds",
-				         items);
-				return -1;
-			}
-			if (depth + 1 > max_depth) {
-				snprintf(err, errlen,
-				         "msgpack nested deeper than %u",
-				         max_depth);
-				return -1;
-			}
-			left[++depth] = items;
-			pending += items;
-		}
-		while (depth > 0 && left[depth] == 0)
-			depth--;
-	}
-	if (p != end) {
+	mpscan_init(&sc, len, max_depth, 0);
+	switch (mpscan_feed(&sc, buf, len, &used)) {
+	case 0:
+		snprintf(err, errlen, "truncated msgpack");
+		return -1;
+	case 1:
+		if (used == len)
+			return 0;
 		snprintf(err, errlen, "%zu trailing bytes after the envelope",
-		         (size_t)(end - p));
+		         len - used);
 		return -1;
 	}
-	return 0;
+	switch (sc.error) {
+	case MPSCAN_BAD_BYTE:
+		snprintf(err, errlen, "invalid msgpack byte 0x%02x", sc.byte);
+		break;
+	case MPSCAN_TOO_DEEP:
+		snprintf(err, errlen, "msgpack nested deeper than %u",
+		         sc.max_depth);
+		break;
+	case MPSCAN_BIG_CONTAINER:
+		snprintf(err, errlen,
+		         "msgpack container claims %" PRIu64
+		         " elements, more than the input holds",
+		         sc.size);
+		break;
+	default:
+		snprintf(err, errlen, "truncated msgpack");
+	}
+	return -1;
 }
 
 static int
