@@ -29,6 +29,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -678,6 +679,30 @@ read_valid(const struct bucket_hdr *b, uint32_t seq)
 	return __atomic_load_n(&b->seq, __ATOMIC_RELAXED) == seq;
 }
 
+/*
+ * The lock-free reader: run read(ctx) over bucket b until it ran with no
+ * write in between. 0, or -1 if writers kept the bucket busy past
+ * READ_TRIES. read may see a table torn by a writer: it must stay within
+ * the table whatever it finds, and what it got counts only on 0.
+ */
+static int
+bucket_read(const struct bucket_hdr *b, void (*read)(void *ctx), void *ctx)
+{
+	uint32_t seq;
+
+	for (unsigned tries = 0; tries < READ_TRIES; tries++) {
+		if (!read_begin(b, &seq)) {
+			cpu_relax(tries);
+			continue;
+		}
+		read(ctx);
+		if (read_valid(b, seq))
+			return 0;
+		cpu_relax(tries);
+	}
+	return -1;
+}
+
 /* 1 if pid is (still) a process, as far as we can tell. */
 static int
 pid_alive(pid_t pid)
@@ -1176,38 +1201,62 @@ chan_get_locked_path(const struct shm_seg *cseg, const char *key,
 	return found ? 0 : 1;
 }
 
+struct tab_lookup {
+	const struct tab *t;
+	const char *key;
+	uint64_t h;
+	void *out;
+	size_t len;
+	int found;
+};
+
+static void
+tab_lookup_read(void *ctx)
+{
+	struct tab_lookup *l = ctx;
+	uint32_t idx, free_idx;
+
+	l->found = tab_find(l->t, l->key, l->h, &idx, &free_idx);
+	if (l->found)
+		memcpy(l->out, tab_at(l->t, idx), l->len);
+}
+
+/*
+ * Lock-free lookup of key (hash h) in t, a table of bucket b: the first
+ * len bytes of its slot into out. 1 found, 0 not, -1 if writers kept the
+ * bucket busy.
+ */
+static int
+bucket_lookup(const struct bucket_hdr *b, const struct tab *t, const char *key,
+              uint64_t h, void *out, size_t len)
+{
+	struct tab_lookup l = {t, key, h, out, len, 0};
+
+	if (bucket_read(b, tab_lookup_read, &l) == -1)
+		return -1;
+	return l.found;
+}
+
 int
 shm_channel_get(const struct shm_seg *seg, const char *key,
                 struct shm_channel *out)
 {
 	const struct bucket_hdr *b;
-	struct shm_channel tmp;
+	struct chan_slot slot;
 	struct tab t;
-	uint32_t seq, idx, free_idx;
 	uint64_t h;
-	int found;
 
 	if (!str_ok(key, SHM_KEY_MAX))
 		return 1;
 	h = hash_str(key);
 	b = bucket_at(seg, bucket_index(seg, h));
 	chan_tab(seg, b, &t);
-	for (unsigned tries = 0; tries < READ_TRIES; tries++) {
-		if (!read_begin(b, &seq)) {
-			cpu_relax(tries);
-			continue;
-		}
-		found = tab_find(&t, key, h, &idx, &free_idx);
-		if (found)
-			memcpy(&tmp, &((struct chan_slot *)tab_at(&t, idx))->c,
-			       sizeof(tmp));
-		if (!read_valid(b, seq)) {
-			cpu_relax(tries);
-			continue;
-		}
-		if (found)
-			*out = tmp;
-		return found ? 0 : 1;
+	switch (bucket_lookup(b, &t, key, h, &slot, sizeof(slot))) {
+	case 1:
+		*out = slot.c;
+		return 0;
+	case 0:
+		return 1;
 	}
 	if (!seg->readonly)
 		return chan_get_locked_path(seg, key, out);
@@ -1415,36 +1464,26 @@ room_read(const struct shm_seg *seg, const char *room, uint32_t *online,
           uint32_t *cluster)
 {
 	const struct bucket_hdr *b;
+	struct room_slot slot;
 	struct tab t;
-	uint32_t seq, idx, free_idx, o = 0, c = 0;
 	uint64_t h;
-	int found;
 
 	if (room == NULL || !str_ok(room, SHM_ROOM_MAX))
 		return 1;
 	h = hash_str(room);
 	b = bucket_at(seg, bucket_index(seg, h));
 	room_tab(seg, b, &t);
-	for (unsigned tries = 0; tries < READ_TRIES; tries++) {
-		if (!read_begin(b, &seq)) {
-			cpu_relax(tries);
-			continue;
-		}
-		found = tab_find(&t, room, h, &idx, &free_idx);
-		if (found) {
-			const struct room_slot *r =
-			    (const struct room_slot *)tab_at(&t, idx);
-
-			o = r->online;
-			c = r->cluster_online;
-		}
-		if (!read_valid(b, seq)) {
-			cpu_relax(tries);
-			continue;
-		}
-		*online = o;
-		*cluster = c;
-		return found ? 0 : 1;
+	/* The totals only: the slot up to its name. */
+	switch (bucket_lookup(b, &t, room, h, &slot,
+	                      offsetof(struct room_slot, name))) {
+	case 1:
+		*online = slot.online;
+		*cluster = slot.cluster_online;
+		return 0;
+	case 0:
+		*online = 0;
+		*cluster = 0;
+		return 1;
 	}
 	if (!seg->readonly)
 		return room_read_locked(seg, room, h, online, cluster);
@@ -1733,108 +1772,118 @@ shm_worker_reclaim(struct shm_seg *seg, uint16_t worker)
 
 /* --- snapshots --- */
 
-/*
- * Copy one bucket's table (len bytes at src) into buf under the sequence
- * counter. 0, or -1 if writers kept it busy past READ_TRIES.
- */
-static int
-bucket_copy(const struct bucket_hdr *b, const void *src, void *buf, size_t len)
-{
-	uint32_t seq;
+struct bucket_copy {
+	const void *src;
+	void *buf;
+	size_t len;
+};
 
-	for (unsigned tries = 0; tries < READ_TRIES; tries++) {
-		if (!read_begin(b, &seq)) {
-			cpu_relax(tries);
+static void
+bucket_copy_read(void *ctx)
+{
+	const struct bucket_copy *c = ctx;
+
+	memcpy(c->buf, c->src, c->len);
+}
+
+/*
+ * Call visit(slot, ctx) for every used slot of one table of each bucket
+ * (the table at off, of nslots slots of slot_size bytes: the channels or
+ * the rooms), on a copy taken under the bucket's sequence counter; the
+ * visitor may change the copy. A visit returning nonzero ends the walk.
+ * Returns the buckets skipped because writers kept them busy (every one
+ * when out of memory).
+ */
+static size_t
+bucket_walk(const struct shm_seg *seg, size_t off, uint32_t nslots,
+            size_t slot_size, int (*visit)(void *slot, void *ctx), void *ctx)
+{
+	size_t len = (size_t)nslots * slot_size;
+	size_t skipped = 0;
+	unsigned char *buf;
+
+	if ((buf = malloc(len)) == NULL)
+		return seg->g.buckets;
+	for (uint32_t i = 0; i < seg->g.buckets; i++) {
+		const struct bucket_hdr *b = bucket_at(seg, i);
+		struct bucket_copy c = {(const unsigned char *)b + off, buf,
+		                        len};
+
+		if (bucket_read(b, bucket_copy_read, &c) == -1) {
+			skipped++;
 			continue;
 		}
-		memcpy(buf, src, len);
-		if (read_valid(b, seq))
-			return 0;
-		cpu_relax(tries);
+		for (uint32_t j = 0; j < nslots; j++) {
+			struct slot_head *s =
+			    (struct slot_head *)(buf + j * slot_size);
+
+			if (s->state == SLOT_USED && visit(s, ctx) != 0)
+				goto out;
+		}
 	}
-	return -1;
+out:
+	free(buf);
+	return skipped;
+}
+
+struct each_channel {
+	shm_channel_fn fn;
+	void *arg;
+};
+
+static int
+each_channel_visit(void *slot, void *ctx)
+{
+	struct chan_slot *s = slot;
+	const struct each_channel *e = ctx;
+
+	/* A consistent copy of valid writes: belt and braces. */
+	s->c.key[SHM_KEY_MAX - 1] = '\0';
+	s->c.room[SHM_ROOM_MAX - 1] = '\0';
+	s->c.remote[SHM_REMOTE_MAX - 1] = '\0';
+	if (s->c.naccepts > SHM_ACCEPTS_MAX)
+		s->c.naccepts = SHM_ACCEPTS_MAX;
+	return e->fn(&s->c, e->arg);
 }
 
 size_t
 shm_each_channel(const struct shm_seg *seg, shm_channel_fn fn, void *arg)
 {
-	size_t len = (size_t)seg->g.channels_per_bucket * seg->l.chan_slot_size;
-	size_t skipped = 0;
-	unsigned char *buf;
+	struct each_channel e = {fn, arg};
 
-	if ((buf = malloc(len)) == NULL)
-		return seg->g.buckets;
-	for (uint32_t i = 0; i < seg->g.buckets; i++) {
-		const struct bucket_hdr *b = bucket_at(seg, i);
+	return bucket_walk(seg, seg->l.chans_off, seg->g.channels_per_bucket,
+	                   seg->l.chan_slot_size, each_channel_visit, &e);
+}
 
-		if (bucket_copy(b, (const unsigned char *)b + seg->l.chans_off,
-		                buf, len) == -1) {
-			skipped++;
-			continue;
-		}
-		for (uint32_t j = 0; j < seg->g.channels_per_bucket; j++) {
-			struct chan_slot *s =
-			    (struct chan_slot *)(buf +
-			                         j * seg->l.chan_slot_size);
+struct each_room {
+	shm_room_fn fn;
+	void *arg;
+	uint32_t nworkers;
+};
 
-			if (s->state != SLOT_USED)
-				continue;
-			/* A consistent copy of valid writes: belt and braces.
-			 */
-			s->c.key[SHM_KEY_MAX - 1] = '\0';
-			s->c.room[SHM_ROOM_MAX - 1] = '\0';
-			s->c.remote[SHM_REMOTE_MAX - 1] = '\0';
-			if (s->c.naccepts > SHM_ACCEPTS_MAX)
-				s->c.naccepts = SHM_ACCEPTS_MAX;
-			if (fn(&s->c, arg) != 0) {
-				free(buf);
-				return skipped;
-			}
-		}
-	}
-	free(buf);
-	return skipped;
+static int
+each_room_visit(void *slot, void *ctx)
+{
+	struct room_slot *s = slot;
+	const struct each_room *e = ctx;
+	struct shm_room r;
+
+	memcpy(r.name, s->name, sizeof(r.name));
+	r.name[SHM_ROOM_MAX - 1] = '\0';
+	r.online = s->online;
+	r.cluster_online = s->cluster_online;
+	r.nworkers = e->nworkers;
+	r.workers = s->counts;
+	return e->fn(&r, e->arg);
 }
 
 size_t
 shm_each_room(const struct shm_seg *seg, shm_room_fn fn, void *arg)
 {
-	size_t len = (size_t)seg->g.rooms_per_bucket * seg->l.room_slot_size;
-	size_t skipped = 0;
-	unsigned char *buf;
+	struct each_room e = {fn, arg, seg->g.max_workers};
 
-	if ((buf = malloc(len)) == NULL)
-		return seg->g.buckets;
-	for (uint32_t i = 0; i < seg->g.buckets; i++) {
-		const struct bucket_hdr *b = bucket_at(seg, i);
-
-		if (bucket_copy(b, (const unsigned char *)b + seg->l.rooms_off,
-		                buf, len) == -1) {
-			skipped++;
-			continue;
-		}
-		for (uint32_t j = 0; j < seg->g.rooms_per_bucket; j++) {
-			struct room_slot *s =
-			    (struct room_slot *)(buf +
-			                         j * seg->l.room_slot_size);
-			struct shm_room r;
-
-			if (s->state != SLOT_USED)
-				continue;
-			memcpy(r.name, s->name, sizeof(r.name));
-			r.name[SHM_ROOM_MAX - 1] = '\0';
-			r.online = s->online;
-			r.cluster_online = s->cluster_online;
-			r.nworkers = seg->g.max_workers;
-			r.workers = s->counts;
-			if (fn(&r, arg) != 0) {
-				free(buf);
-				return skipped;
-			}
-		}
-	}
-	free(buf);
-	return skipped;
+	return bucket_walk(seg, seg->l.rooms_off, seg->g.rooms_per_bucket,
+	                   seg->l.room_slot_size, each_room_visit, &e);
 }
 
 /* --- test hooks (shm/shm_test.h) --- */
