@@ -14,6 +14,9 @@ duplicate. Commands on stdin:
   status   -> {"up":..,"closed":..,"reconnects":..,...}
   report   -> per-room sums of what stayed-up connections saw
   keys     -> which key is up, for the test to map keys to workers
+  short {"room": n, ...}
+           -> the connections up since before the first push whose last
+              push seen is not n (never saw one: last null)
   quit
 With --reconnect a closed connection connects again after 0.2-0.5 s (a
 client's backoff) under the same key; its pushes before that are not held
@@ -341,6 +344,16 @@ class Load:
         elif cmd == "keys":
             out = {c.key: {"up": c.state == "up", "inc": c.incarnation}
                    for c in self.conns}
+        elif cmd.startswith("short "):
+            # short {"room": last pushed n, ...}: the connections up since
+            # before the first push that have not seen their room's last
+            # one, for the test to tell where deliveries went missing.
+            want = json.loads(cmd.split(" ", 1)[1])
+            out = [{"key": c.key, "room": c.room, "last": c.last, "count": c.count,
+                    "holes": c.holes, "ws": c.ws}
+                   for c in self.conns
+                   if c.state == "up" and c.incarnation == 1 and want.get(c.room)
+                   and c.last != want[c.room]]
         elif cmd == "heartbeat":
             for c in self.conns:
                 if c.state == "up":

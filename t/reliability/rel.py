@@ -369,6 +369,15 @@ class LoadGroup:
             out.update(k)
         return out
 
+    def short(self, pusher):
+        """The connections up since before the first push that have not
+        seen their room's last push: [{key, room, last, count, holes}]."""
+        want = {room: pusher.pushed(room) for room in pusher.rooms}
+        out = []
+        for part in self.ask("short " + json.dumps(want)):
+            out.extend(part)
+        return out
+
     def quit(self):
         for p in self.procs:
             try:
@@ -458,18 +467,103 @@ class Pusher:
         return self.next[room] - 1
 
 
+def complete(rep, pusher):
+    """Whether every connection that stayed up has seen its room's last
+    push. One that has seen none has not: last_min is taken over the
+    connections that saw something, so it alone would call a room done
+    while a worker that fell behind is still writing the whole run out to
+    some of its clients (one batch each, a few at a time)."""
+    for room, r in rep.items():
+        n = pusher.pushed(room)
+        if r["stayed"] and n and (r["never"] or r["last_min"] != n):
+            return False
+    return True
+
+
 def settle(group, pusher, timeout=10):
-    """Wait until every stayed-up connection saw its room's last push."""
+    """Wait until every stayed-up connection saw its room's last push; the
+    report then, or at the timeout."""
     def done():
         rep = group.report()
-        for room, r in rep.items():
-            if r["stayed"] and r["last_min"] != pusher.pushed(room):
-                return None
-        return rep
+        return rep if complete(rep, pusher) else None
     try:
         return wait_for(done, timeout, "every push delivered")
     except AssertionError:
         return group.report()
+
+
+COMET_DROPS = ("drop_no_key", "drop_not_watch", "drop_slow", "drop_bad_envelope",
+               "drop_gap", "slow_disconnect", "redis_reconnects")
+
+
+def comet_counters(comet):
+    """{worker id: shm counters} of the running workers."""
+    return {w["id"]: w["counters"] for w in comet.shm("workers")["workers"]
+            if w.get("alive")}
+
+
+def where(group, pusher, comet, logic=None, redis=None, before=None, late=2.0):
+    """Where the deliveries a settle found missing went, as text for an
+    assertion message: per room, the connections short of the last push
+    by comet worker and what they saw; whether they arrive within late
+    seconds more (late, not lost); each worker's room envelopes received,
+    frames queued and drops by reason (since before, comet_counters()
+    taken ahead of the pushes); logic's publish counters; and how many
+    subscribers each room channel has in Redis."""
+    out = []
+    short = group.short(pusher)
+    try:
+        worker = {c["key"]: c["worker"] for c in comet.shm("channels")["channels"]}
+    except AssertionError as e:
+        worker = {}
+        out.append("imgate-shm channels: %s" % e)
+    rooms = {}
+    for c in short:
+        r = rooms.setdefault(c["room"], {})
+        w = r.setdefault(worker.get(c["key"], "?"), {})
+        what = "none" if c["last"] is None else "last %d, %d holes" % (c["last"],
+                                                                       c["holes"])
+        w[what] = w.get(what, 0) + 1
+    out.append("%d connections short of their room's last push" % len(short))
+    for room in sorted(rooms):
+        out.append("  %s (last push %d): %s" % (room, pusher.pushed(room), "; ".join(
+            "worker %s: %s" % (w, ", ".join("%d saw %s" % (n, k) for k, n in sorted(v.items())))
+            for w, v in sorted(rooms[room].items(), key=lambda x: str(x[0])))))
+    if short and late:
+        time.sleep(late)
+        still = group.short(pusher)
+        out.append("%.1f s later %d of them are still short (%s)" % (
+            late, len(still), "lost" if still else "late, not lost"))
+    try:
+        now = comet_counters(comet)
+        for wid, cnt in sorted(now.items()):
+            b = (before or {}).get(wid, {})
+            d = {k: v - b.get(k, 0) for k, v in cnt.items()}
+            out.append("  comet worker %s: %d room envelopes received, %d frames "
+                       "queued; %s" % (wid, d["push_room"], d["delivered"], ", ".join(
+                           "%s %d" % (k, d[k]) for k in COMET_DROPS if d.get(k))
+                           or "no drops"))
+    except AssertionError as e:
+        out.append("imgate-shm workers: %s" % e)
+    if logic is not None:
+        try:
+            m = logic.metrics()
+            out.append("  logic: " + ", ".join("%s %g" % (k.replace("imgate_logic_", ""), v)
+                                               for k, v in sorted(m.items())
+                                               if "publish" in k and v))
+        except OSError as e:
+            out.append("  logic metrics: %s" % e)
+    if redis is not None:
+        try:
+            r = redis.client()
+            ns = r.command("PUBSUB", "NUMSUB",
+                           *["%s:room:%s" % (PREFIX, x) for x in pusher.rooms])
+            r.close()
+            out.append("  redis subscribers: " + ", ".join(
+                "%s %d" % (ns[i].decode(), ns[i + 1]) for i in range(0, len(ns), 2)))
+        except (OSError, ConnectionError, H.RespError) as e:
+            out.append("  redis PUBSUB NUMSUB: %s" % e)
+    return "\n".join(out)
 
 
 def losses(rep, pusher, group_rooms_conns=None):

@@ -7,7 +7,6 @@ checks who noticed: only the clients the fault was meant to hit.
 
 REL_SCALE (default 1) multiplies the number of connections.
 """
-import json
 import os
 import signal
 import sys
@@ -62,6 +61,22 @@ class FaultTest(unittest.TestCase):
         for g in self.groups:
             g.quit()
 
+    def assertNoneLost(self, lost, g, p, comet, logic=None, redis=None, before=None):
+        """lost == 0, or a failure that says where the deliveries went."""
+        if lost:
+            self.fail("%d deliveries missing\n%s"
+                      % (lost, rel.where(g, p, comet, logic, redis, before)))
+
+    def assertEveryWorkerGot(self, p, comet, rooms, before):
+        """Each worker received every push to each room it has members in
+        (rooms: imgate-shm's rooms view taken before the pushes)."""
+        members = {r["name"]: r["workers"] for r in rooms["rooms"]}
+        for wid, cnt in rel.comet_counters(comet).items():
+            want = sum(p.pushed(room) for room in p.rooms
+                       if members.get(room, {}).get(str(wid)))
+            self.assertEqual(cnt["push_room"] - before.get(wid, {}).get("push_room", 0),
+                             want, "room envelopes worker %s received" % wid)
+
     def group(self, comet, n, **kw):
         g = rel.LoadGroup(comet, n, rooms=ROOMS, **kw)
         self.groups.append(g)
@@ -106,6 +121,7 @@ class FaultTest(unittest.TestCase):
         # Exactly the victim's clients were closed; the others saw nothing.
         self.assertEqual(st["closed"], len(victim_keys), st)
         self.assertEqual(stayed, N - len(victim_keys))
+        self.assertNoneLost(lost, g, p, comet, logic, redis)
         self.assertEqual((lost, dups), (0, 0), rep)
         self.assertEqual(sum(r["holes"] for r in rep.values()), 0)
         # shm: the dead worker's entries reclaimed, the reconnects counted
@@ -197,7 +213,8 @@ class FaultTest(unittest.TestCase):
         rel.figure(name, "pushes sent", p.sent)
         rel.figure(name, "pushes delivered", seen)
         rel.figure(name, "pushes lost", lost)
-        self.assertEqual((lost, p.failed), (0, 0))
+        self.assertEqual(p.failed, 0, p.errors)
+        self.assertNoneLost(lost, g, p, comet, logic, redis)
         self.assertEqual(comet.shm("channels")["count"], 200)
         sm = comet.shm("summary")
         self.assertEqual(sm["workers"]["running"], 2)
@@ -298,7 +315,7 @@ class FaultTest(unittest.TestCase):
         rel.figure(name, "deliveries of refused pushes", dups)
         self.assertEqual(st["closed"], 0)
         self.assertLess(resumed, 5.0)
-        self.assertEqual(lost, 0)
+        self.assertNoneLost(lost, g, p, comet, logic, redis)
         # A push answered "timed out, may have been delivered" (-504) may
         # arrive once more when the sender retries it; one answered as
         # not published (-500) must not arrive at all.
@@ -346,6 +363,8 @@ class FaultTest(unittest.TestCase):
         back = time.monotonic() - t0
         self.assertGreaterEqual(c.heartbeat(), 1)
         # Connected clients stayed, and still get pushes.
+        before = rel.comet_counters(comet)
+        rooms = comet.shm("rooms")
         p = rel.Pusher(logic, ROOMS)
         for _ in range(10):
             p.round()
@@ -357,9 +376,66 @@ class FaultTest(unittest.TestCase):
         rel.figure(name, "pushes delivered", seen)
         rel.figure(name, "pushes lost", lost)
         rel.figure(name, "seconds to auth again", round(back, 2))
-        self.assertEqual(st["closed"], 0)
-        self.assertEqual((lost, p.failed), (0, 0))
+        self.assertEqual(st["closed"], 0, st)
+        self.assertEqual(p.failed, 0, p.errors)
+        self.assertNoneLost(lost, g, p, comet, logic, redis, before)
+        self.assertEqual((sum(r["holes"] for r in rep.values()), dups), (0, 0), rep)
+        # Every push answered code 0 was one PUBLISH of the restarted
+        # logic that reached the comet's subscribers, and each worker got
+        # each push to the rooms it holds members of.
+        m = logic.metrics()
+        self.assertEqual(m.get('imgate_logic_envelopes_published_total{type="room"}'),
+                         p.sent)
+        self.assertEqual(sum(v for k, v in m.items()
+                             if k.startswith("imgate_logic_publish_no_subscriber")), 0)
+        self.assertEveryWorkerGot(p, comet, rooms, before)
         c.close()
+
+    def test_worker_stalled(self):
+        """A worker stopped (SIGSTOP: what a process starved of CPU looks
+        like) while room pushes go out, then continued: its clients get
+        every push, late, in order, and nobody is disconnected. While it
+        is stopped, exactly its clients are short of the last push, and
+        the run is not complete: a client that has seen none of its
+        room's pushes has not seen the last one either (settle once took
+        such clients for done, and counted their late pushes as lost)."""
+        name = "worker stalled"
+        redis, logic, comet = rel.node(workers=2)
+        g = self.group(comet, N)
+        slot = next(w for w in comet.shm("workers")["workers"]
+                    if w["id"] == 1 and w["alive"])
+        held = {ch["key"] for ch in comet.shm("channels")["channels"]
+                if ch["worker"] == slot["id"]}
+        self.assertGreater(len(held), 0, "worker 1 holds clients")
+        before = rel.comet_counters(comet)
+        rooms = comet.shm("rooms")
+        p = rel.Pusher(logic, ROOMS)
+        os.kill(slot["pid"], signal.SIGSTOP)
+        try:
+            rel.figure(name, "faults injected", 1)
+            for _ in range(10):
+                p.round()
+            # The running worker's clients catch up; the stopped one's
+            # have nothing yet.
+            short = wait_for(lambda: (lambda s: s if {c["key"] for c in s} == held
+                                      else None)(g.short(p)),
+                             10, "exactly the stopped worker's clients short")
+            self.assertTrue(all(c["last"] is None for c in short), short[:5])
+            self.assertFalse(rel.complete(g.report(), p))
+        finally:
+            os.kill(slot["pid"], signal.SIGCONT)
+        rep = rel.settle(g, p)
+        exp, seen, lost, dups = rel.losses(rep, p)
+        st = g.status()
+        rel.figure(name, "connections held", N)
+        rel.figure(name, "pushes sent", p.sent)
+        rel.figure(name, "pushes delivered", seen)
+        rel.figure(name, "pushes lost", lost)
+        self.assertEqual(st["closed"], 0, st)
+        self.assertEqual(p.failed, 0, p.errors)
+        self.assertNoneLost(lost, g, p, comet, logic, redis, before)
+        self.assertEqual((sum(r["holes"] for r in rep.values()), dups), (0, 0), rep)
+        self.assertEveryWorkerGot(p, comet, rooms, before)
 
     def test_stalled_reader(self):
         name = "stalled reader"
@@ -392,7 +468,7 @@ class FaultTest(unittest.TestCase):
         rel.figure(name, "pushes delivered", seen)
         rel.figure(name, "pushes lost", lost)
         self.assertEqual(g.status()["closed"], 0)
-        self.assertEqual(lost, 0)
+        self.assertNoneLost(lost, g, p, comet, logic, redis)
         self.assertEqual(comet.shm("channels")["count"], 200)
         slow.close()
         del big
