@@ -18,14 +18,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <dirent.h>
-#include <limits.h>
-
 #include <check.h>
 #include <xxhash.h>
 
 #include "shm/shm.h"
 #include "shm/shm_test.h"
+#include "t/lib/shmtest.h"
 
 #define MAX_SEGS 8
 
@@ -77,30 +75,6 @@ teardown(void)
 	for (int i = 0; i < nnames; i++)
 		shm_seg_unlink(names[i]);
 	nnames = 0;
-}
-
-/*
- * A failed assertion ends a test's process without its teardown: the
- * runner removes whatever its tests left ("/imgate-test-<runner pid>-").
- * Linux shows POSIX shm names under /dev/shm.
- */
-static void
-unlink_leftovers(void)
-{
-	char prefix[64], name[NAME_MAX + 2];
-	struct dirent *de;
-	DIR *d;
-
-	snprintf(prefix, sizeof(prefix), "imgate-test-%ld-", (long)runner_pid);
-	if ((d = opendir("/dev/shm")) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
-			continue;
-		snprintf(name, sizeof(name), "/%s", de->d_name);
-		shm_unlink(name);
-	}
-	closedir(d);
 }
 
 /*
@@ -1497,13 +1471,7 @@ shm_suite(void)
 int
 main(void)
 {
-	SRunner *sr = srunner_create(shm_suite());
-	int failed;
-
+	/* Segment names carry it: see shmtest.h. */
 	runner_pid = getpid();
-	srunner_run_all(sr, CK_NORMAL);
-	unlink_leftovers();
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return shmtest_run(shm_suite(), "imgate-test");
 }

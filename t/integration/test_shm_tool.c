@@ -7,10 +7,8 @@
  */
 #include "config.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -26,6 +24,7 @@
 
 #include "shm/shm.h"
 #include "shm/shm_test.h"
+#include "t/lib/shmtest.h"
 
 #define NCHANNELS 10
 
@@ -711,36 +710,11 @@ START_TEST(test_dead_writer_does_not_block)
 }
 END_TEST
 
-/*
- * A failed assertion ends a test's process without its teardown: remove
- * what the tests of this run left ("/imgate-itest-<runner pid>-...").
- */
-static void
-unlink_leftovers(void)
-{
-	char prefix[64], path[NAME_MAX + 2];
-	struct dirent *de;
-	DIR *d;
-
-	snprintf(prefix, sizeof(prefix), "imgate-itest-%ld-", (long)runner_pid);
-	if ((d = opendir("/dev/shm")) == NULL)
-		return;
-	while ((de = readdir(d)) != NULL) {
-		if (strncmp(de->d_name, prefix, strlen(prefix)) != 0)
-			continue;
-		snprintf(path, sizeof(path), "/%s", de->d_name);
-		shm_unlink(path);
-	}
-	closedir(d);
-}
-
 int
 main(void)
 {
 	Suite *s = suite_create("imgate-shm");
 	TCase *tc = tcase_create("tool");
-	SRunner *sr;
-	int failed;
 
 	tcase_add_checked_fixture(tc, setup, teardown);
 	tcase_set_timeout(tc, 60);
@@ -756,11 +730,7 @@ main(void)
 	tcase_add_test(tc, test_master_gone);
 	tcase_add_test(tc, test_dead_writer_does_not_block);
 	suite_add_tcase(s, tc);
-	sr = srunner_create(s);
+	/* Segment names carry it: see shmtest.h. */
 	runner_pid = getpid();
-	srunner_run_all(sr, CK_NORMAL);
-	unlink_leftovers();
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return shmtest_run(s, "imgate-itest");
 }
