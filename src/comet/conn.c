@@ -17,8 +17,6 @@
 #include <unistd.h>
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 
 #include "comet/conn.h"
 #include "comet/logic.h"
@@ -32,12 +30,18 @@
 /* Room for an op 6 or a short reply body. */
 #define SESS_REPLY_MAX 256
 
-static void conn_read_cb(struct bufferevent *bev, void *arg);
-static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
-static void conn_process_input(struct conn *c);
+static void conn_input(struct cio *io, struct evbuffer *in);
+static void conn_io_event(struct cio *io, int what);
 static void conn_free(struct conn *c);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_unwait(struct conn *c);
+
+static const struct cio_handler conn_io_handler = {
+    .input = conn_input,
+    .event = conn_io_event,
+};
+
+#define conn_of(p) ((struct conn *)((char *)(p)-offsetof(struct conn, io)))
 
 /*
  * Lines any peer can cause once per connection, limited per worker process
@@ -99,9 +103,10 @@ sess_common_tv(struct sess_worker *sw, uint32_t ms)
 }
 
 /*
- * An authenticated connection needs no timer of its own: its bufferevent's
- * read timeout (a common timeout, restarted by every read) is the
- * heartbeat deadline.
+ * An authenticated connection needs no timer of its own: its read
+ * deadline (a common timeout, restarted by every read) is the heartbeat
+ * deadline. Starting it also hands over input that waited for the
+ * authentication.
  */
 static void
 conn_read_deadline(struct conn *c, uint32_t ms)
@@ -114,7 +119,7 @@ conn_read_deadline(struct conn *c, uint32_t ms)
 		tv.tv_usec = (ms % 1000) * 1000;
 		ctv = &tv;
 	}
-	bufferevent_set_timeouts(c->bev, ctv, NULL);
+	cio_read_start(&c->io, ctv);
 }
 
 /* Lookups ---------------------------------------------------------------- */
@@ -184,11 +189,11 @@ static int
 conn_write_frame(struct conn *c, int ver, int op, int seq, const void *body,
                  size_t len)
 {
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = cio_output(&c->io);
 	uint8_t buf[PROTO_HEADER_LEN + SESS_REPLY_MAX];
 	int rc;
 
-	if (len > SESS_REPLY_MAX)
+	if (len > SESS_REPLY_MAX || out == NULL)
 		return -1;
 	if (c->flags & CONN_F_WS) {
 		proto_header_write(buf, len, ver, op, seq);
@@ -211,9 +216,7 @@ conn_over_limit(struct conn *c, size_t more)
 {
 	size_t limit = c->sw->w->conf->output_limit;
 
-	return limit > 0 &&
-	       evbuffer_get_length(bufferevent_get_output(c->bev)) + more >
-	           limit;
+	return limit > 0 && cio_output_length(&c->io) + more > limit;
 }
 
 /* A reply to the client's request: a client that never reads is slow too. */
@@ -241,10 +244,10 @@ conn_send_shared(struct conn *c, struct sbuf *b, unsigned nframes)
 		conn_close(c, "slow", SHM_C_SLOW_DISCONNECT);
 		return -1;
 	}
-	out = bufferevent_get_output(c->bev);
+	out = cio_output(&c->io);
 	sbuf_ref(b);
-	if (evbuffer_add_reference(out, b->data, b->len, sbuf_cleanup, b) ==
-	    -1) {
+	if (out == NULL || evbuffer_add_reference(out, b->data, b->len,
+	                                          sbuf_cleanup, b) == -1) {
 		sbuf_unref(b);
 		sess_count_add(c->sw, SHM_C_DROP_SLOW, 1);
 		conn_close(c, NULL, SHM_C__COUNT);
@@ -375,8 +378,10 @@ conn_close_code(struct conn *c, const char *reason, enum shm_counter counter,
 	}
 	if ((c->flags & CONN_F_WS) &&
 	    !(c->flags & (CONN_F_WS_CLOSED | CONN_F_IO_DEAD))) {
-		ws_write_close(bufferevent_get_output(c->bev), ws_code,
-		               reason ? reason : "");
+		struct evbuffer *out = cio_output(&c->io);
+
+		if (out != NULL)
+			ws_write_close(out, ws_code, reason ? reason : "");
 		c->flags |= CONN_F_WS_CLOSED;
 	}
 	if (c->flags & CONN_F_RPC_PENDING) {
@@ -391,8 +396,7 @@ conn_close_code(struct conn *c, const char *reason, enum shm_counter counter,
 		c->flags &= ~CONN_F_KEYED;
 	}
 	c->state = CONN_CLOSING;
-	bufferevent_disable(c->bev, EV_READ);
-	bufferevent_set_timeouts(c->bev, NULL, NULL);
+	cio_read_stop(&c->io);
 	if (c->timer != NULL)
 		evtimer_del(c->timer);
 	c->flags |= CONN_F_QUEUED;
@@ -473,8 +477,7 @@ conn_free(struct conn *c)
 	sw->nconns--;
 	if (c->timer != NULL)
 		event_free(c->timer);
-	if (c->bev != NULL)
-		bufferevent_free(c->bev);
+	cio_close(&c->io);
 	ws_reader_reset(&c->ws);
 	if (c->flags & CONN_F_WAITING)
 		conn_unwait(c);
@@ -488,35 +491,6 @@ conn_free(struct conn *c)
 	sess_check_drained(sw);
 }
 
-/* Linger: discard input until the peer closes or the timer fires. */
-static void
-conn_linger_read_cb(struct bufferevent *bev, void *arg)
-{
-	struct evbuffer *in = bufferevent_get_input(bev);
-
-	evbuffer_drain(in, evbuffer_get_length(in));
-}
-
-static void
-conn_linger_write_cb(struct bufferevent *bev, void *arg)
-{
-	struct conn *c = arg;
-
-	if (evbuffer_get_length(bufferevent_get_output(bev)) > 0)
-		return;
-	if (c->flags & CONN_F_SSL) {
-		conn_free(c);
-		return;
-	}
-	/*
-	 * Half-close and wait for the peer's FIN: closing with unread input
-	 * would reset the connection and could lose the op 6 just sent.
-	 */
-	shutdown(bufferevent_getfd(bev), SHUT_WR);
-	bufferevent_setcb(bev, conn_linger_read_cb, NULL, conn_event_cb, c);
-	bufferevent_enable(bev, EV_READ);
-}
-
 static void
 sess_reaper_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -528,16 +502,14 @@ sess_reaper_cb(evutil_socket_t fd, short what, void *arg)
 		c->dead_next = NULL;
 		c->flags &= ~CONN_F_QUEUED;
 		conn_release(c);
-		if ((c->flags & CONN_F_IO_DEAD) ||
-		    evbuffer_get_length(bufferevent_get_output(c->bev)) == 0) {
-			if (c->flags & (CONN_F_IO_DEAD | CONN_F_SSL)) {
-				conn_free(c);
-				continue;
-			}
+		if ((c->flags & CONN_F_IO_DEAD) || cio_finish(&c->io) == 1) {
+			conn_free(c);
+			continue;
 		}
 		/*
-		 * The linger is a hard deadline: a peer that keeps trickling
-		 * bytes or reads a byte at a time does not keep the fd.
+		 * Flushing the op 6 and waiting for the peer's FIN has a hard
+		 * deadline: a peer that keeps trickling bytes or reads a byte
+		 * at a time does not keep the fd.
 		 */
 		if (c->timer == NULL &&
 		    (c->timer = evtimer_new(sw->w->base, conn_timer_cb, c)) ==
@@ -546,11 +518,6 @@ sess_reaper_cb(evutil_socket_t fd, short what, void *arg)
 			continue;
 		}
 		event_add(c->timer, sw->linger_tv);
-		bufferevent_setcb(c->bev, NULL, conn_linger_write_cb,
-		                  conn_event_cb, c);
-		bufferevent_enable(c->bev, EV_WRITE);
-		if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-			conn_linger_write_cb(c->bev, c);
 	}
 }
 
@@ -585,15 +552,11 @@ conn_timer_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void
-conn_event_cb(struct bufferevent *bev, short what, void *arg)
+conn_io_event(struct cio *io, int what)
 {
-	struct conn *c = arg;
+	struct conn *c = conn_of(io);
 
-	if (what & BEV_EVENT_CONNECTED)
-		return;
-	if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR | BEV_EVENT_TIMEOUT)))
-		return;
-	if ((what & BEV_EVENT_TIMEOUT) && c->state == CONN_ACTIVE) {
+	if ((what & CIO_TIMEOUT) && c->state == CONN_ACTIVE) {
 		conn_close(c, "heartbeat timeout", SHM_C_HEARTBEAT_TIMEOUT);
 		return;
 	}
@@ -620,8 +583,7 @@ conn_remote(struct conn *c, char *out, size_t outlen)
 	buf[0] = '\0';
 	if (c->fwd != NULL)
 		snprintf(buf, sizeof(buf), "%s", c->fwd);
-	else if (getpeername(bufferevent_getfd(c->bev), (struct sockaddr *)&ss,
-	                     &sl) == -1)
+	else if (getpeername(cio_fd(&c->io), (struct sockaddr *)&ss, &sl) == -1)
 		return;
 	else if (ss.ss_family == AF_INET) {
 		struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
@@ -811,10 +773,8 @@ conn_auth_cb(enum logic_status st, const char *reason,
 	                 0);
 	event_free(c->timer);
 	c->timer = NULL;
+	/* Frames the client sent right behind its op 7 come next. */
 	conn_read_deadline(c, c->hb_ms);
-	bufferevent_enable(c->bev, EV_READ);
-	/* Frames the client sent right behind its op 7. */
-	conn_process_input(c);
 }
 
 /* Frames ----------------------------------------------------------------- */
@@ -1006,7 +966,6 @@ static void
 conn_process_ws(struct conn *c, struct evbuffer *in)
 {
 	const struct comet_conf *conf = c->sw->w->conf;
-	struct evbuffer *out = bufferevent_get_output(c->bev);
 	struct ws_message m;
 	struct proto_frame f;
 	const char *why;
@@ -1025,7 +984,10 @@ conn_process_ws(struct conn *c, struct evbuffer *in)
 			return;
 		}
 		if (rc == 2) {
-			ws_control_reply(out, &m);
+			struct evbuffer *out = cio_output(&c->io);
+
+			if (out != NULL)
+				ws_control_reply(out, &m);
 			/* Pongs to a client that never reads count too. */
 			if (conn_over_limit(c, 0)) {
 				ws_message_done(&c->ws, in, &m);
@@ -1067,10 +1029,14 @@ conn_upgrade(struct conn *c, struct evbuffer *in)
 {
 	struct sess_worker *sw = c->sw;
 	const struct comet_conf *conf = sw->w->conf;
-	struct evbuffer *out = bufferevent_get_output(c->bev);
+	struct evbuffer *out = cio_output(&c->io);
 	const char *why;
 	int rc, status;
 
+	if (out == NULL) {
+		conn_close(c, NULL, SHM_C__COUNT);
+		return;
+	}
 	rc = ws_handshake_parse(in, conf->max_http_header,
 	                        conf->ws_path[0] ? conf->ws_path : "/sub",
 	                        c->u.hs, &status, &why);
@@ -1098,25 +1064,24 @@ conn_upgrade(struct conn *c, struct evbuffer *in)
 }
 
 static void
-conn_process_input(struct conn *c)
+conn_input(struct cio *io, struct evbuffer *in)
 {
-	struct evbuffer *in = bufferevent_get_input(c->bev);
+	struct conn *c = conn_of(io);
 
-	if (c->state == CONN_WS_HANDSHAKE) {
+	if (c->state == CONN_WS_HANDSHAKE)
 		conn_upgrade(c, in);
-		if (c->state != CONN_WAIT_AUTH)
-			return;
+	if (c->state == CONN_WS_HANDSHAKE || c->state == CONN_CLOSING) {
+		/* A closing connection's input is of no use. */
+		if (c->state == CONN_CLOSING)
+			evbuffer_drain(in, evbuffer_get_length(in));
+		return;
 	}
 	if (c->flags & CONN_F_WS)
 		conn_process_ws(c, in);
 	else
 		conn_process_tcp(c, in);
-}
-
-static void
-conn_read_cb(struct bufferevent *bev, void *arg)
-{
-	conn_process_input(arg);
+	if (c->state == CONN_CLOSING)
+		evbuffer_drain(in, evbuffer_get_length(in));
 }
 
 /* Hooks ------------------------------------------------------------------ */
@@ -1160,6 +1125,7 @@ sess_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa,
 	}
 	c->sw = sw;
 	c->kind = (uint8_t)kind;
+	ssl = NULL;
 	if (kind == LISTENER_WSS) {
 		if (sw->tls == NULL || (ssl = tls_ssl_new(sw->tls)) == NULL) {
 			log_warn("sess_accept: no TLS context, closing");
@@ -1167,21 +1133,10 @@ sess_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa,
 			free(c);
 			return;
 		}
-		c->bev = bufferevent_openssl_socket_new(
-		    w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-		    BEV_OPT_CLOSE_ON_FREE);
-		if (c->bev == NULL)
-			SSL_free(ssl);
-		else {
-			bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-			c->flags |= CONN_F_SSL;
-		}
-	} else
-		c->bev =
-		    bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
-	if (c->bev == NULL) {
-		log_error("sess_accept: bufferevent failed");
-		evutil_closesocket(fd);
+		c->flags |= CONN_F_SSL;
+	}
+	if (cio_open(&c->io, &sw->cio, fd, ssl) == -1) {
+		log_error("sess_accept: out of memory");
 		free(c);
 		return;
 	}
@@ -1197,7 +1152,7 @@ sess_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa,
 		log_error("sess_accept: out of memory");
 		if (c->timer != NULL)
 			event_free(c->timer);
-		bufferevent_free(c->bev);
+		cio_close(&c->io);
 		free(c->u.hs);
 		free(c);
 		return;
@@ -1207,10 +1162,6 @@ sess_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa,
 	LIST_INSERT_HEAD(&sw->conns, c, all);
 	sw->nconns++;
 	sess_count_add(sw, SHM_C_CONN_CURRENT, 1);
-
-	bufferevent_setcb(c->bev, conn_read_cb, NULL, conn_event_cb, c);
-	bufferevent_setwatermark(c->bev, EV_READ, 0, sess_input_bound(w->conf));
-	bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 	event_add(c->timer, sw->hs_tv);
 }
 
@@ -1290,6 +1241,7 @@ sess_set_timeouts(struct sess_worker *sw)
 	tv.tv_sec = c->handshake_timeout_ms / 1000;
 	tv.tv_usec = (c->handshake_timeout_ms % 1000) * 1000;
 	sw->hs_tv = event_base_init_common_timeout(sw->w->base, &tv);
+	sw->cio.input_bound = sess_input_bound(c);
 }
 
 int
@@ -1316,6 +1268,10 @@ sess_init(struct worker *w)
 	htab_init(&sw->by_id);
 	htab_init(&sw->by_key);
 	sess_parse_trace(sw, w->conf->trace_mids);
+	if (cio_loop_init(&sw->cio, w->base, &conn_io_handler, 0) == -1) {
+		log_error("sess_init: out of memory");
+		return -1;
+	}
 	sess_set_timeouts(sw);
 	sw->linger_tv = event_base_init_common_timeout(w->base, &tv);
 	sw->reaper = event_new(w->base, -1, 0, sess_reaper_cb, sw);
@@ -1402,6 +1358,7 @@ sess_free(struct worker *w)
 	if (sw->resync != NULL)
 		event_free(sw->resync);
 	SSL_CTX_free(sw->tls);
+	cio_loop_release(&sw->cio);
 	free(sw->trace);
 	free(sw);
 	w->sess = NULL;

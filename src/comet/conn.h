@@ -6,8 +6,8 @@
  *   CONN_WS_HANDSHAKE  (WebSocket, WSS) reading the HTTP upgrade request
  *   CONN_WAIT_AUTH     waiting for op 7 within handshake_timeout
  *   CONN_CONNECTING    logic Connect in flight (cancelled if the client goes)
- *   CONN_ACTIVE        authenticated: in shm, in its room; the bufferevent's
- *                      read timeout is the heartbeat deadline
+ *   CONN_ACTIVE        authenticated: in shm, in its room; the read deadline
+ *                      is the heartbeat deadline
  *   CONN_CLOSING       op 6 sent, reading stopped; released by the reaper,
  *                      freed when the output drained or the linger expired
  *
@@ -23,10 +23,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <openssl/ssl.h>
 
+#include "comet/cio.h"
 #include "comet/comet.h"
 #include "comet/htab.h"
 #include "comet/room.h"
@@ -68,7 +68,7 @@ struct conn {
 	struct room_member room; /* local room membership */
 	struct conn *dead_next;  /* reaper queue */
 	struct sess_worker *sw;
-	struct bufferevent *bev;
+	struct cio io;
 	struct event *timer; /* handshake deadline until authenticated; the
 	                        linger deadline once closing */
 	union {
@@ -103,7 +103,7 @@ struct conn {
 #define CONN_F_WS_CLOSED   0x80  /* a WebSocket close frame was sent */
 #define CONN_F_IO_DEAD     0x100 /* peer gone or socket error */
 #define CONN_F_KEYED       0x200 /* in sess_worker.by_key */
-#define CONN_F_SSL         0x400 /* bufferevent_openssl */
+#define CONN_F_SSL         0x400 /* WSS */
 #define CONN_F_WAITING     0x800 /* on the wait list for logic */
 
 LIST_HEAD(conn_list, conn);
@@ -121,6 +121,7 @@ struct sess_worker {
 	struct logic *logic;
 	struct push *push;
 	SSL_CTX *tls;
+	struct cio_loop cio;
 	struct conn *dead; /* reaper queue */
 	struct event *reaper;
 	struct conn *waiting; /* op 7 received while logic is unreachable */
