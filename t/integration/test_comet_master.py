@@ -134,6 +134,11 @@ class Comet:
     def workers(self):
         return children(self.pid)
 
+    def wait_workers(self, n, timeout=5.0):
+        """The worker pids once there are n of them."""
+        return wait_for(lambda: (lambda w: w if len(w) == n else None)(
+            self.workers()), timeout, "%d workers" % n)
+
     def signal(self, sig):
         os.kill(self.pid, sig)
 
@@ -158,6 +163,13 @@ class Comet:
             sys.stderr.write("logs in %s\n" % self.dir)
         else:
             shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def run_comet(*args):
+    """imgate-comet run to its end: (exit status, stdout, stderr)."""
+    r = subprocess.run([BIN] + list(args), capture_output=True, text=True,
+                       timeout=10)
+    return r.returncode, r.stdout, r.stderr
 
 
 def connect_accepted(port, comet, timeout=3.0):
@@ -248,27 +260,44 @@ class CometMasterTest(unittest.TestCase):
         self.addCleanup(c.cleanup)
         return c
 
+    def comet_with_logic(self, fixed_key=None, **kw):
+        """A started master whose workers authenticate against a
+        FakeLogic; Redis is a port nobody listens on."""
+        logic = FakeLogic(fixed_key=fixed_key)
+        self.addCleanup(logic.stop)
+        return self.comet(logic__addr="127.0.0.1:%d" % logic.port,
+                          redis__addr="127.0.0.1:%d" % free_port(),
+                          **kw).start()
+
+    def auth_clients(self, c, n, token=b'{"mid":7}'):
+        """n TCP clients authenticated (op 7 answered by op 8)."""
+        out = []
+        for _ in range(n):
+            s = socket.create_connection(("127.0.0.1", c.tcp), timeout=3)
+            self.addCleanup(s.close)
+            s.sendall(goim_frame(7, token))
+            self.assertEqual(read_frame(s)[0], 8)
+            out.append(s)
+        return out
+
     def test_check_config(self):
         c = self.comet()
-        r = subprocess.run([BIN, "-t", "-c", c.conf_path], capture_output=True,
-                           text=True, timeout=10)
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertEqual(r.stdout.strip(), "ok")
+        rc, out, err = run_comet("-t", "-c", c.conf_path)
+        self.assertEqual(rc, 0, err)
+        self.assertEqual(out.strip(), "ok")
         c.settings["server"]["workerz"] = "3"
         c.write_conf()
-        r = subprocess.run([BIN, "-t", "-c", c.conf_path], capture_output=True,
-                           text=True, timeout=10)
-        self.assertEqual(r.returncode, 1)
-        self.assertIn(c.conf_path + ":", r.stderr)
-        self.assertIn("[server] workerz: unknown setting", r.stderr)
-        r = subprocess.run([BIN, "-t", "-c", c.dir + "/missing.conf"],
-                           capture_output=True, text=True, timeout=10)
-        self.assertEqual(r.returncode, 1)
-        self.assertIn("missing.conf", r.stderr)
+        rc, out, err = run_comet("-t", "-c", c.conf_path)
+        self.assertEqual(rc, 1)
+        self.assertIn(c.conf_path + ":", err)
+        self.assertIn("[server] workerz: unknown setting", err)
+        rc, out, err = run_comet("-t", "-c", c.dir + "/missing.conf")
+        self.assertEqual(rc, 1)
+        self.assertIn("missing.conf", err)
 
     def test_start_health_metrics(self):
         c = self.comet(workers=3).start()
-        wait_for(lambda: len(c.workers()) == 3, what="3 workers")
+        c.wait_workers(3)
         status, body = c.http("/healthz")
         self.assertEqual(status, 200)
         self.assertIn("3/3", body)
@@ -291,18 +320,16 @@ class CometMasterTest(unittest.TestCase):
 
     def test_second_master_refused(self):
         c = self.comet().start()
-        r = subprocess.run([BIN, "-f", "-c", c.conf_path], capture_output=True,
-                           text=True, timeout=10)
-        self.assertEqual(r.returncode, 1)
-        self.assertIn("already running (pid %d" % c.pid, r.stderr)
+        rc, _, err = run_comet("-f", "-c", c.conf_path)
+        self.assertEqual(rc, 1)
+        self.assertIn("already running (pid %d" % c.pid, err)
         # The running master lost nothing.
         self.assertEqual(c.http("/healthz")[0], 200)
         self.assertTrue(os.path.exists("/dev/shm" + c.shm_name))
 
     def test_kill9_worker_respawns(self):
         c = self.comet(workers=2).start()
-        before = wait_for(lambda: c.workers() if len(c.workers()) == 2 else None,
-                          what="2 workers")
+        before = c.wait_workers(2)
         victim = before[0]
         # A scrape connection kept alive across the fork of the new worker.
         keep = http.client.HTTPConnection("127.0.0.1", c.admin, timeout=2)
@@ -324,17 +351,8 @@ class CometMasterTest(unittest.TestCase):
         connect_accepted(c.tcp, c)
 
     def test_kill9_reclaims_shm_entries(self):
-        logic = FakeLogic()
-        self.addCleanup(logic.stop)
-        c = self.comet(workers=1, logic__addr="127.0.0.1:%d" % logic.port,
-                       redis__addr="127.0.0.1:%d" % free_port()).start()
-        clients = []
-        for _ in range(3):
-            s = socket.create_connection(("127.0.0.1", c.tcp), timeout=3)
-            self.addCleanup(s.close)
-            s.sendall(goim_frame(7, b'{"mid":7,"room_id":"live://1"}'))
-            self.assertEqual(read_frame(s)[0], 8)
-            clients.append(s)
+        c = self.comet_with_logic(workers=1)
+        clients = self.auth_clients(c, 3, b'{"mid":7,"room_id":"live://1"}')
         wait_for(lambda: c.metric("imgate_comet_channels") == 3,
                  what="3 channels in shm")
         self.assertEqual(c.metric("imgate_comet_rooms"), 1)
@@ -366,11 +384,8 @@ class CometMasterTest(unittest.TestCase):
         # Every client gets the same key: each one replaces the one before,
         # which its worker must close at once (eventfd wake-up), not at its
         # next once-a-second housekeeping.
-        logic = FakeLogic(fixed_key="same-key")
-        self.addCleanup(logic.stop)
-        c = self.comet(workers=2, server__reuseport="yes",
-                       logic__addr="127.0.0.1:%d" % logic.port,
-                       redis__addr="127.0.0.1:%d" % free_port()).start()
+        c = self.comet_with_logic(fixed_key="same-key", workers=2,
+                                  server__reuseport="yes")
         prev, prev_worker, cross = None, None, 0
         for i in range(16):
             s = socket.create_connection(("127.0.0.1", c.tcp), timeout=3)
@@ -453,13 +468,11 @@ class CometMasterTest(unittest.TestCase):
 
     def test_reload_worker_count(self):
         c = self.comet(workers=2).start()
-        first = wait_for(lambda: c.workers() if len(c.workers()) == 2 else None,
-                         what="2 workers")
+        first = c.wait_workers(2)
         c.settings["server"]["workers"] = "4"
         c.write_conf()
         c.signal(signal.SIGHUP)
-        grown = wait_for(lambda: c.workers() if len(c.workers()) == 4 else None,
-                         what="4 workers")
+        grown = c.wait_workers(4)
         # Established workers stay: nothing they hold is dropped.
         self.assertTrue(set(first) <= set(grown))
         wait_for(lambda: c.http("/healthz")[0] == 200, what="4/4 healthy")
@@ -467,24 +480,15 @@ class CometMasterTest(unittest.TestCase):
         c.settings["server"]["workers"] = "1"
         c.write_conf()
         c.signal(signal.SIGHUP)
-        wait_for(lambda: len(c.workers()) == 1, what="1 worker")
+        c.wait_workers(1)
         self.assertEqual(c.workers(), [first[0]])
         wait_for(lambda: c.http("/healthz")[0] == 200, what="1/1 healthy")
         self.assertEqual(c.metric("imgate_comet_reloads_total"), 2)
         self.assertEqual(c.metric("imgate_comet_worker_respawns_total"), 0)
 
     def test_reload_keeps_established_clients(self):
-        logic = FakeLogic()
-        self.addCleanup(logic.stop)
-        c = self.comet(workers=2, logic__addr="127.0.0.1:%d" % logic.port,
-                       redis__addr="127.0.0.1:%d" % free_port()).start()
-        clients = []
-        for _ in range(4):
-            s = socket.create_connection(("127.0.0.1", c.tcp), timeout=3)
-            self.addCleanup(s.close)
-            s.sendall(goim_frame(7, b'{"mid":7}'))
-            self.assertEqual(read_frame(s)[0], 8)
-            clients.append(s)
+        c = self.comet_with_logic(workers=2)
+        clients = self.auth_clients(c, 4)
         ws = free_port()
         c.settings["server"]["workers"] = "3"
         c.settings["server"]["log_level"] = "debug"
@@ -493,7 +497,7 @@ class CometMasterTest(unittest.TestCase):
         c.write_conf()
         c.signal(signal.SIGHUP)
         c.wait_log("reload applied: generation 1")
-        wait_for(lambda: len(c.workers()) == 3, what="3 workers")
+        c.wait_workers(3)
         for i, s in enumerate(clients):
             s.sendall(goim_frame(2, seq=100 + i))
             op, _ = read_frame(s)
@@ -606,8 +610,7 @@ class CometMasterTest(unittest.TestCase):
         c.settings["server"]["log"] = logfile
         c.write_conf()
         c.start()
-        kids = wait_for(lambda: c.workers() if len(c.workers()) == 2 else None,
-                        what="2 workers")
+        kids = c.wait_workers(2)
 
         def from_each_worker(path, text):
             lines = [l for l in read(path).splitlines() if text in l]
@@ -652,9 +655,8 @@ class CometMasterTest(unittest.TestCase):
         c = self.comet()
 
         def run(*args):
-            r = subprocess.run([BIN] + list(args), capture_output=True,
-                               text=True, timeout=10)
-            return r.returncode, r.stderr
+            rc, _, err = run_comet(*args)
+            return rc, err
 
         rc, err = run("-x")
         self.assertEqual(rc, 2)
@@ -692,8 +694,7 @@ class CometMasterTest(unittest.TestCase):
 
     def test_sigterm_drains_and_cleans_up(self):
         c = self.comet(workers=3).start()
-        kids = wait_for(lambda: c.workers() if len(c.workers()) == 3 else None,
-                        what="3 workers")
+        kids = c.wait_workers(3)
         t0 = time.monotonic()
         c.signal(signal.SIGTERM)
         rc = c.proc.wait(timeout=5)
@@ -706,17 +707,8 @@ class CometMasterTest(unittest.TestCase):
         self.assertIn("stopped", c.log())
 
     def test_sigterm_drains_clients(self):
-        logic = FakeLogic()
-        self.addCleanup(logic.stop)
-        c = self.comet(workers=2, logic__addr="127.0.0.1:%d" % logic.port,
-                       redis__addr="127.0.0.1:%d" % free_port()).start()
-        clients = []
-        for _ in range(4):
-            s = socket.create_connection(("127.0.0.1", c.tcp), timeout=3)
-            self.addCleanup(s.close)
-            s.sendall(goim_frame(7, b'{"mid":7}'))
-            self.assertEqual(read_frame(s)[0], 8)
-            clients.append(s)
+        c = self.comet_with_logic(workers=2)
+        clients = self.auth_clients(c, 4)
         wait_for(lambda: c.metric("imgate_comet_channels") == 4,
                  what="4 channels")
         t0 = time.monotonic()
@@ -737,8 +729,7 @@ class CometMasterTest(unittest.TestCase):
         import pwd
         nobody = pwd.getpwnam("nobody")
         c = self.comet(workers=2, server__user="nobody").start()
-        kids = wait_for(lambda: c.workers() if len(c.workers()) == 2 else None,
-                        what="2 workers")
+        kids = c.wait_workers(2)
         for k in kids:
             uids = [l for l in read("/proc/%d/status" % k).splitlines()
                     if l.startswith("Uid:")][0].split()[1:]
@@ -750,8 +741,7 @@ class CometMasterTest(unittest.TestCase):
 
     def test_sigterm_kills_stragglers(self):
         c = self.comet(workers=2).start()
-        kids = wait_for(lambda: c.workers() if len(c.workers()) == 2 else None,
-                        what="2 workers")
+        kids = c.wait_workers(2)
         os.kill(kids[0], signal.SIGSTOP)  # cannot drain
         t0 = time.monotonic()
         c.signal(signal.SIGTERM)
@@ -769,8 +759,7 @@ class CometMasterTest(unittest.TestCase):
 
     def test_master_death_stops_workers(self):
         c = self.comet(workers=2).start()
-        kids = wait_for(lambda: c.workers() if len(c.workers()) == 2 else None,
-                        what="2 workers")
+        kids = c.wait_workers(2)
         c.proc.kill()
         c.proc.wait()
         for k in kids:
@@ -790,9 +779,8 @@ class CometMasterTest(unittest.TestCase):
                 os.kill(int(pid), signal.SIGKILL)
 
         self.addCleanup(kill_daemon)
-        r = subprocess.run([BIN, "-c", c.conf_path], capture_output=True,
-                           text=True, timeout=10)
-        self.assertEqual(r.returncode, 0, r.stderr)
+        rc, _, err = run_comet("-c", c.conf_path)
+        self.assertEqual(rc, 0, err)
         with open(c.pid_path) as f:
             pid = int(f.read())
         try:
@@ -805,13 +793,7 @@ class CometMasterTest(unittest.TestCase):
 
     def authed_clients(self, c, n):
         """n authenticated clients, each with the worker that holds it."""
-        out = []
-        for i in range(n):
-            s = socket.create_connection(("127.0.0.1", c.tcp), timeout=3)
-            self.addCleanup(s.close)
-            s.sendall(goim_frame(7, b'{"mid":7}'))
-            self.assertEqual(read_frame(s)[0], 8)
-            out.append(s)
+        out = self.auth_clients(c, n)
         wait_for(lambda: c.metric("imgate_comet_channels") == n,
                  what="%d channels in shm" % n)
         # FakeLogic hands out key-1, key-2... in the order clients came.
@@ -825,12 +807,8 @@ class CometMasterTest(unittest.TestCase):
         self.addCleanup(lambda: alive(pid) and os.kill(pid, signal.SIGKILL))
 
     def test_watchdog_kills_hung_worker(self):
-        logic = FakeLogic()
-        self.addCleanup(logic.stop)
-        c = self.comet(workers=2, server__worker_timeout="2s",
-                       logic__addr="127.0.0.1:%d" % logic.port,
-                       redis__addr="127.0.0.1:%d" % free_port()).start()
-        wait_for(lambda: len(c.workers()) == 2, what="2 workers")
+        c = self.comet_with_logic(workers=2, server__worker_timeout="2s")
+        c.wait_workers(2)
         clients = self.authed_clients(c, 8)
         pids = {w["id"]: w["pid"] for w in imgate_shm(c, "workers")["workers"]
                 if w["state"] == "running"}
@@ -887,8 +865,7 @@ class CometMasterTest(unittest.TestCase):
 
     def test_watchdog_off_and_reload(self):
         c = self.comet(workers=2, server__worker_timeout="0").start()
-        w = wait_for(lambda: c.workers() if len(c.workers()) == 2 else None,
-                     what="2 workers")
+        w = c.wait_workers(2)
         victim = w[1]
         self.stop_worker(victim)
         # Off: nobody judges the loop; /healthz sees a live pid.
@@ -962,11 +939,10 @@ class CometMasterTest(unittest.TestCase):
         busy.listen()
         self.addCleanup(busy.close)
         c = self.comet(listen__tcp="127.0.0.1:%d" % busy.getsockname()[1])
-        r = subprocess.run([BIN, "-f", "-c", c.conf_path], capture_output=True,
-                           text=True, timeout=10)
-        self.assertEqual(r.returncode, 1)
+        rc, _, err = run_comet("-f", "-c", c.conf_path)
+        self.assertEqual(rc, 1)
         self.assertIn("cannot listen on 127.0.0.1:%d" % busy.getsockname()[1],
-                      r.stderr)
+                      err)
         self.assertFalse(os.path.exists("/dev/shm" + c.shm_name))
         self.assertFalse(os.path.exists(c.pid_path))
 
