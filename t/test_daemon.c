@@ -40,7 +40,16 @@ teardown(void)
 		fprintf(stderr, "cannot remove %s\n", dir);
 }
 
-static enum daemon_getopt_result
+static int usage_calls;
+
+static void
+count_usage(void)
+{
+	usage_calls++;
+}
+
+/* daemon_getopt's answer: 0 (run), else 100 + the exit status it gave. */
+static int
 parse(struct daemon_opts *o, int argc, ...)
 {
 	static char *argv[16];
@@ -54,33 +63,39 @@ parse(struct daemon_opts *o, int argc, ...)
 	argv[argc] = NULL;
 	optind = 0; /* glibc: start over */
 	opterr = 0;
-	return daemon_getopt(argc, argv, "imgate-x", "/etc/x.conf", o);
+	if (daemon_getopt(argc, argv, "imgate-x", "/etc/x.conf", count_usage,
+	                  o) == 0)
+		return 0;
+	return 100 + o->status;
 }
 
 START_TEST(test_getopt)
 {
 	struct daemon_opts o;
 
-	ck_assert_int_eq(parse(&o, 1, "x"), DAEMON_OPT_RUN);
+	ck_assert_int_eq(parse(&o, 1, "x"), 0);
 	ck_assert_str_eq(o.conf, "/etc/x.conf");
 	ck_assert_int_eq(o.check + o.foreground + o.operands, 0);
 
-	ck_assert_int_eq(parse(&o, 5, "x", "-c", "a.conf", "-f", "-t"),
-	                 DAEMON_OPT_RUN);
+	ck_assert_int_eq(parse(&o, 5, "x", "-c", "a.conf", "-f", "-t"), 0);
 	ck_assert_str_eq(o.conf, "a.conf");
 	ck_assert_int_eq(o.check, 1);
 	ck_assert_int_eq(o.foreground, 1);
 	ck_assert_int_eq(o.operands, 0);
 
-	ck_assert_int_eq(parse(&o, 4, "x", "-ft", "extra", "more"),
-	                 DAEMON_OPT_RUN);
+	ck_assert_int_eq(parse(&o, 4, "x", "-ft", "extra", "more"), 0);
 	ck_assert_int_eq(o.operands, 2);
+	ck_assert_int_eq(usage_calls, 0);
 
 	/* -v stops the parse: what follows it is not looked at. */
-	ck_assert_int_eq(parse(&o, 3, "x", "-v", "-q"), DAEMON_OPT_VERSION);
-	ck_assert_int_eq(parse(&o, 3, "x", "-q", "-v"), DAEMON_OPT_USAGE);
-	ck_assert_int_eq(parse(&o, 2, "x", "-h"), DAEMON_OPT_USAGE);
-	ck_assert_int_eq(parse(&o, 2, "x", "-c"), DAEMON_OPT_USAGE);
+	ck_assert_int_eq(parse(&o, 3, "x", "-v", "-q"), 100);
+	ck_assert_int_eq(usage_calls, 0);
+	ck_assert_int_eq(parse(&o, 3, "x", "-q", "-v"),
+	                 100 + DAEMON_EXIT_CONFIG);
+	ck_assert_int_eq(usage_calls, 1);
+	ck_assert_int_eq(parse(&o, 2, "x", "-h"), 100 + DAEMON_EXIT_CONFIG);
+	ck_assert_int_eq(parse(&o, 2, "x", "-c"), 100 + DAEMON_EXIT_CONFIG);
+	ck_assert_int_eq(usage_calls, 3);
 }
 END_TEST
 

@@ -44,14 +44,9 @@ main(int argc, char **argv)
 	struct comet_conf *conf;
 	int pid_fd, ready_fd = -1;
 
-	switch (daemon_getopt(argc, argv, "imgate-comet", DEFAULT_CONF, &o)) {
-	case DAEMON_OPT_RUN:
-		break;
-	case DAEMON_OPT_VERSION:
-		return 0;
-	case DAEMON_OPT_USAGE:
-		usage();
-	}
+	if (daemon_getopt(argc, argv, "imgate-comet", DEFAULT_CONF, usage,
+	                  &o) == -1)
+		return o.status;
 	if (o.operands != 0)
 		usage();
 

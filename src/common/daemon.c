@@ -20,9 +20,9 @@
  */
 #define READY_BYTE '1'
 
-enum daemon_getopt_result
+int
 daemon_getopt(int argc, char **argv, const char *prog, const char *defconf,
-              struct daemon_opts *o)
+              void (*usage)(void), struct daemon_opts *o)
 {
 	int ch;
 
@@ -41,13 +41,16 @@ daemon_getopt(int argc, char **argv, const char *prog, const char *defconf,
 			break;
 		case 'v':
 			printf("%s %s\n", prog, PACKAGE_VERSION);
-			return DAEMON_OPT_VERSION;
+			o->status = 0;
+			return -1;
 		default:
-			return DAEMON_OPT_USAGE;
+			usage();
+			o->status = DAEMON_EXIT_CONFIG;
+			return -1;
 		}
 	}
 	o->operands = argc - optind;
-	return DAEMON_OPT_RUN;
+	return 0;
 }
 
 /* The parent's side: wait for the child's word, exit with its status. */

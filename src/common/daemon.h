@@ -20,22 +20,17 @@ struct daemon_opts {
 	int check;        /* -t: check the config and exit */
 	int foreground;   /* -f */
 	int operands;     /* arguments left after the options */
-};
-
-enum daemon_getopt_result {
-	DAEMON_OPT_RUN = 0,
-	DAEMON_OPT_VERSION, /* -v: "<prog> <version>" printed; exit 0 */
-	DAEMON_OPT_USAGE,   /* -h or a bad option: print the usage */
+	int status;       /* daemon_getopt returned -1: exit with it */
 };
 
 /*
- * Parse -c file, -f, -t, -v and -h into *o (conf starts as defconf).
- * Parsing stops at -v. getopt(3) has said what was wrong on stderr when
- * DAEMON_OPT_USAGE comes back for a bad option.
+ * Parse -c file, -f, -t, -v and -h into *o (conf starts as defconf). 0:
+ * run. -1: exit now with o->status, 0 once -v printed "<prog> <version>"
+ * (parsing stops there), DAEMON_EXIT_CONFIG once usage() was called for
+ * -h or a bad option (after getopt(3) said what was wrong).
  */
-enum daemon_getopt_result daemon_getopt(int argc, char **argv, const char *prog,
-                                        const char *defconf,
-                                        struct daemon_opts *o);
+int daemon_getopt(int argc, char **argv, const char *prog, const char *defconf,
+                  void (*usage)(void), struct daemon_opts *o);
 
 /*
  * Fork into the background. The parent does not return: it waits until

@@ -235,15 +235,9 @@ main(int argc, char **argv)
 	int rc = 1, pid_written = 0, ready_fd = -1;
 	pid_t running;
 
-	switch (daemon_getopt(argc, argv, "imgate-logic", DEFAULT_CONF, &o)) {
-	case DAEMON_OPT_RUN:
-		break;
-	case DAEMON_OPT_VERSION:
-		return 0;
-	case DAEMON_OPT_USAGE:
-		usage();
-		return DAEMON_EXIT_CONFIG;
-	}
+	if (daemon_getopt(argc, argv, "imgate-logic", DEFAULT_CONF, usage,
+	                  &o) == -1)
+		return o.status;
 	path = o.conf;
 	/* Reloads after chdir("/") must find the same file. */
 	if (realpath(path, abspath) != NULL)
