@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include <event2/bufferevent_ssl.h>
 
@@ -277,6 +278,56 @@ cio_write_cb(evutil_socket_t fd, short what, void *arg)
 		return;
 	}
 	cio_written(io);
+}
+
+/* Nothing queued: the socket may take the bytes now. */
+static int
+cio_can_send_now(const struct cio *io)
+{
+	return io->bev == NULL && !(io->flags & CIO_F_DEAD) &&
+	       (io->out == NULL || evbuffer_get_length(io->out) == 0);
+}
+
+/*
+ * Write what the socket takes now: the count written, 0 when none (full,
+ * or an error the write event will see again and report).
+ */
+static size_t
+cio_write_now(struct cio *io, const void *data, size_t len)
+{
+	ssize_t n = write(io->fd, data, len);
+
+	return n > 0 ? (size_t)n : 0;
+}
+
+int
+cio_send(struct cio *io, const void *data, size_t len)
+{
+	struct evbuffer *out;
+	size_t n = 0;
+
+	if (cio_can_send_now(io) && (n = cio_write_now(io, data, len)) == len)
+		return 0;
+	if ((out = cio_output(io)) == NULL)
+		return -1;
+	return evbuffer_add(out, (const uint8_t *)data + n, len - n);
+}
+
+int
+cio_send_ref(struct cio *io, const void *data, size_t len,
+             evbuffer_ref_cleanup_cb cleanup, void *arg)
+{
+	struct evbuffer *out;
+	size_t n = 0;
+
+	if (cio_can_send_now(io) && (n = cio_write_now(io, data, len)) == len) {
+		cleanup(data, len, arg);
+		return 0;
+	}
+	if ((out = cio_output(io)) == NULL)
+		return -1;
+	return evbuffer_add_reference(out, (const uint8_t *)data + n, len - n,
+	                              cleanup, arg);
 }
 
 struct evbuffer *

@@ -5,10 +5,11 @@
  * idle: input and output buffers and the write event exist only while
  * bytes are in flight. A bufferevent would keep two evbuffers, two events
  * and its rate-limit and locking fields, about 1 KB, for each of a
- * million connections that are idle nearly all the time. Output is
- * written once per loop turn (like redis's beforeSleep flush): every
- * frame queued for a connection in one turn goes out in one writev, and
- * the write event is armed only when the socket is full.
+ * million connections that are idle nearly all the time. Output goes to
+ * the socket at once when nothing is queued before it (no allocation, no
+ * epoll change: the common case of a push or a heartbeat reply); the
+ * rest waits in a buffer written at the end of the loop turn or when the
+ * socket has room again, and the write event exists only then.
  *
  * WSS connections use bufferevent_openssl: OpenSSL's record layer needs
  * its buffering and the handshake's want-read/want-write state machine,
@@ -75,8 +76,20 @@ int cio_open(struct cio *io, struct cio_loop *l, evutil_socket_t fd, SSL *ssl);
 void cio_close(struct cio *io);
 
 /*
- * The buffer to append output to; it is written at the end of this loop
- * turn. NULL when out of memory.
+ * Send len bytes: written at once when nothing is queued before them (no
+ * allocation at all on that path), what the socket does not take is
+ * queued. cio_send copies; cio_send_ref keeps data by reference until
+ * cleanup(data, len, arg), which is called exactly once, at once when
+ * nothing had to be kept. 0, or -1 when out of memory (nothing queued,
+ * cleanup not called). A socket error is reported later, as CIO_ERROR.
+ */
+int cio_send(struct cio *io, const void *data, size_t len);
+int cio_send_ref(struct cio *io, const void *data, size_t len,
+                 evbuffer_ref_cleanup_cb cleanup, void *arg);
+
+/*
+ * The buffer to append output to, for encoders that write to evbuffers;
+ * it is written at the end of this loop turn. NULL when out of memory.
  */
 struct evbuffer *cio_output(struct cio *io);
 size_t cio_output_length(const struct cio *io);

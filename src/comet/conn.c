@@ -184,31 +184,28 @@ sbuf_cleanup(const void *data, size_t len, void *arg)
 	sbuf_unref(arg);
 }
 
-/* Queue one goim frame built here (replies, op 6): no output bound. */
+/* Send one goim frame built here (replies, op 6): no output bound. */
 static int
 conn_write_frame(struct conn *c, int ver, int op, int seq, const void *body,
                  size_t len)
 {
-	struct evbuffer *out = cio_output(&c->io);
-	uint8_t buf[PROTO_HEADER_LEN + SESS_REPLY_MAX];
-	int rc;
+	uint8_t buf[4 + PROTO_HEADER_LEN + SESS_REPLY_MAX];
+	size_t hl = 0;
 
-	if (len > SESS_REPLY_MAX || out == NULL)
+	if (len > SESS_REPLY_MAX)
 		return -1;
-	if (c->flags & CONN_F_WS) {
-		proto_header_write(buf, len, ver, op, seq);
-		if (len > 0)
-			memcpy(buf + PROTO_HEADER_LEN, body, len);
-		rc = ws_write_frame(out, WS_OP_BINARY, buf,
-		                    PROTO_HEADER_LEN + len);
-	} else
-		rc = proto_encode(out, ver, op, seq, body, len);
-	if (rc == 0) {
-		sess_count_add(c->sw, SHM_C_FRAMES_OUT, 1);
-		sess_count_add(c->sw, SHM_C_BYTES_OUT,
-		               (int64_t)(PROTO_HEADER_LEN + len));
-	}
-	return rc;
+	/* A WebSocket header for this size is 4 bytes at most. */
+	if (c->flags & CONN_F_WS)
+		hl = ws_frame_header(buf, WS_OP_BINARY, PROTO_HEADER_LEN + len);
+	proto_header_write(buf + hl, len, ver, op, seq);
+	if (len > 0)
+		memcpy(buf + hl + PROTO_HEADER_LEN, body, len);
+	if (cio_send(&c->io, buf, hl + PROTO_HEADER_LEN + len) == -1)
+		return -1;
+	sess_count_add(c->sw, SHM_C_FRAMES_OUT, 1);
+	sess_count_add(c->sw, SHM_C_BYTES_OUT,
+	               (int64_t)(PROTO_HEADER_LEN + len));
+	return 0;
 }
 
 static int
@@ -235,8 +232,6 @@ conn_reply(struct conn *c, int ver, int op, int seq, const void *body,
 int
 conn_send_shared(struct conn *c, struct sbuf *b, unsigned nframes)
 {
-	struct evbuffer *out;
-
 	if (c->state != CONN_ACTIVE)
 		return -1;
 	if (conn_over_limit(c, b->len)) {
@@ -244,10 +239,8 @@ conn_send_shared(struct conn *c, struct sbuf *b, unsigned nframes)
 		conn_close(c, "slow", SHM_C_SLOW_DISCONNECT);
 		return -1;
 	}
-	out = cio_output(&c->io);
 	sbuf_ref(b);
-	if (out == NULL || evbuffer_add_reference(out, b->data, b->len,
-	                                          sbuf_cleanup, b) == -1) {
+	if (cio_send_ref(&c->io, b->data, b->len, sbuf_cleanup, b) == -1) {
 		sbuf_unref(b);
 		sess_count_add(c->sw, SHM_C_DROP_SLOW, 1);
 		conn_close(c, NULL, SHM_C__COUNT);
@@ -1122,6 +1115,15 @@ sess_accept(struct worker *w, evutil_socket_t fd, const struct sockaddr *sa,
 		log_error("sess_accept: out of memory");
 		evutil_closesocket(fd);
 		return;
+	}
+	/*
+	 * A bounded kernel buffer: output_limit then says when a client that
+	 * stopped reading is slow, not the kernel's autotuning (up to 4 MiB).
+	 */
+	if (w->conf->sndbuf > 0) {
+		int v = (int)w->conf->sndbuf;
+
+		setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, sizeof(v));
 	}
 	c->sw = sw;
 	c->kind = (uint8_t)kind;
