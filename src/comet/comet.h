@@ -84,6 +84,7 @@ struct comet_conf {
 	size_t max_ws_message;     /* inbound WebSocket message */
 	size_t max_http_header;    /* WebSocket upgrade request */
 	size_t output_limit;       /* unsent bytes before "slow" */
+	size_t sndbuf;             /* SO_SNDBUF of clients, 0: kernel's */
 
 	/* [shm] */
 	char shm_name[COMET_NAME_MAX];

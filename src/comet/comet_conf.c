@@ -83,6 +83,7 @@ static const struct conf_key conf_keys[] = {
     {"protocol", "max_http_header", K_SIZE, OFF(max_http_header), 0, 512,
      1 << 20},
     {"protocol", "output_limit", K_SIZE, OFF(output_limit), 0, 4096, 1L << 30},
+    {"protocol", "sndbuf", K_SIZE, OFF(sndbuf), 0, 0, 64 << 20},
 
     STR("shm", "name", shm_name),
     {"shm", "buckets", K_U32, OFF(shm.buckets), 0, 1, 1 << 20},
@@ -147,6 +148,7 @@ comet_conf_defaults(struct comet_conf *c)
 	c->max_ws_message = 16 * 1024;
 	c->max_http_header = 8 * 1024;
 	c->output_limit = 256 * 1024;
+	c->sndbuf = 64 * 1024;
 
 	snprintf(c->shm_name, sizeof(c->shm_name), "/imgate-comet");
 	c->shm.buckets = 256;
