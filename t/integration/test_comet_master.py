@@ -785,7 +785,9 @@ class CometMasterTest(unittest.TestCase):
             pid = int(f.read())
         try:
             wait_for(lambda: len(children(pid)) == 1, what="daemon's worker")
-            self.assertEqual(c.http("/healthz")[0], 200)
+            # The worker process exists before it reports for duty.
+            wait_for(lambda: c.http("/healthz")[0] == 200, timeout=5,
+                     what="daemon healthy")
         finally:
             os.kill(pid, signal.SIGTERM)
         wait_for(lambda: not alive(pid), timeout=5, what="daemon exit")
