@@ -130,6 +130,14 @@ pss_kib() { # sum of PSS over the server's processes, KiB
 	echo $total
 }
 
+pss_by_name() { # "name=KiB ..." of the server's processes, summed by name
+	local p
+	for p in $(server_tree); do
+		printf '%s %s\n' "$(cat /proc/"$p"/comm 2>/dev/null)" \
+			"$(awk '/^Pss:/ {print $2}' /proc/"$p"/smaps_rollup 2>/dev/null)"
+	done | awk '$2 != "" {t[$1] += $2} END {for (n in t) printf "%s=%d ", n, t[n]}'
+}
+
 cpu_ticks() { # utime + stime over the server's processes
 	local total=0 p v
 	for p in $(server_tree); do
@@ -295,14 +303,16 @@ client_result() {
 declare -A R # results: R[system.metric]
 
 measure_idle() { # system conns
-	local sys=$1 n=$2 before after line
+	local sys=$1 n=$2 before after line by0
 	start_system "$sys" || return 1
 	before=$(pss_kib)
+	by0=$(pss_by_name)
 	if ! client_start "$sys-idle-$n" "${IDLE_ARGS[@]}" -n "$n"; then
 		say "$sys: idle $n: clients did not settle"
 	fi
 	sleep 2
 	after=$(pss_kib)
+	echo "$sys idle $n pss_by_process before: $by0 after: $(pss_by_name)" >>"$OUT/results.txt"
 	client_result
 	line=$LINE
 	echo "$sys idle $n pss_before=$before pss_after=$after $line" >>"$OUT/results.txt"
