@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "comet/master.h"
+#include "common/daemon.h"
 #include "comet/worker.h"
 
 /* File descriptors a worker needs besides its clients: logic and Redis
@@ -1015,7 +1016,7 @@ master_run(struct comet_conf *conf, int pid_fd, int ready_fd)
 	                           SIGINT,  SIGQUIT, SIGUSR1};
 	struct timeval watchdog_tv = {1, 0};
 	struct master *m = &M;
-	char err[512], c;
+	char err[512];
 	uint32_t i;
 	int rc = 1;
 
@@ -1117,13 +1118,8 @@ master_run(struct comet_conf *conf, int pid_fd, int ready_fd)
 	log_notice("imgate-comet " PACKAGE_VERSION " running: pid %d, %d "
 	           "workers, shm %s",
 	           (int)getpid(), m->nworkers, conf->shm_name);
-	if (ready_fd != -1) {
-		if (write(ready_fd, "1", 1) == -1) {
-			/* The parent is gone; nothing to tell. */
-		}
-		close(ready_fd);
-		m->ready_fd = -1;
-	}
+	/* The parent may be gone: nothing to tell then. */
+	(void)daemon_ready(&m->ready_fd, 0);
 
 	event_base_dispatch(m->base);
 
@@ -1136,13 +1132,13 @@ fail:
 			kill(m->w[i].pid, SIGKILL);
 	while (wait(NULL) > 0)
 		;
-	/* A daemon's parent waits on the pipe: tell it the exit status. */
-	if (m->ready_fd != -1) {
-		c = (char)('0' + rc);
-		if (write(m->ready_fd, &c, 1) == -1) {
-			/* The parent is gone; nothing to tell. */
-		}
-	}
+	/*
+	 * A daemon's parent waits on the pipe: tell it the exit status once
+	 * the pid file and the shm segment are gone.
+	 */
+	ready_fd = m->ready_fd;
+	m->ready_fd = -1;
 	master_cleanup(m);
+	(void)daemon_ready(&ready_fd, rc);
 	return rc;
 }

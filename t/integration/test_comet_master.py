@@ -793,6 +793,22 @@ class CometMasterTest(unittest.TestCase):
         wait_for(lambda: not alive(pid), timeout=5, what="daemon exit")
         self.assertFalse(os.path.exists("/dev/shm" + c.shm_name))
 
+    def test_daemon_mode_failed_start(self):
+        """A daemon that cannot bind fails the start command itself."""
+        c = self.comet(workers=1)
+        taken = socket.socket()
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        self.addCleanup(taken.close)
+        c.settings["listen"]["tcp"] = "127.0.0.1:%d" % taken.getsockname()[1]
+        c.settings["server"]["log"] = c.log_path
+        c.write_conf()
+        rc, _, err = run_comet("-c", c.conf_path)
+        self.assertEqual(rc, 1, err + read(c.log_path))
+        self.assertIn("Address already in use", read(c.log_path))
+        self.assertFalse(os.path.exists("/dev/shm" + c.shm_name))
+
     def authed_clients(self, c, n):
         """n authenticated clients, each with the worker that holds it."""
         out = self.auth_clients(c, n)
