@@ -1,24 +1,37 @@
 /*
  * shm: the segment layout, its robust locks and the bucket tables.
  *
- * Segment:  [header][worker slots x max_workers][bucket x buckets]
- * Bucket:   [bucket header: mutex, seq, dirty, counts]
- *           [channel slots x channels_per_bucket][room slots x
- * rooms_per_bucket]
+ * Segment:  [header][worker slots x max_workers]
+ *           [bucket headers x buckets: mutex, seq, dirty, counts]
+ *           [channel index x buckets][room index x buckets]
+ *           [channel pool x buckets][room pool x buckets]
  *
- * Each table inside a bucket is open addressing with linear probing from
- * a home slot taken from the hash's high bits, and backward-shift deletion:
- * no tombstones, so probe chains never grow with churn, and the invariant
- * is simply "no free slot between a record's home and its slot".
+ * Each table of a bucket (its channels, its rooms) is two parts: an index
+ * of 4-byte cells, open addressing with linear probing from a home cell
+ * taken from the hash's high bits and backward-shift deletion (no
+ * tombstones, so chains never grow with churn), and a dense pool of
+ * records filled from the front, entries[0..count). A cell holds the entry
+ * number + 1 (0 = free) and a few more hash bits, so most probes never
+ * read a record. An insert appends at entries[count]; a delete moves the
+ * last record into the hole and repoints that record's cell.
+ *
+ * Why: records land where count says, not where their hash says, so the
+ * pages a table touches follow the records it holds, not its capacity. A
+ * node sized for a million connections that holds fifty thousand has the
+ * memory of fifty thousand records plus 4 bytes per slot of index; with
+ * records at random slots every page of the table became resident. Pool
+ * pages once touched stay resident (shm is not given back), so memory
+ * follows the high-water mark of each bucket.
  *
  * Crash safety. A writer makes the sequence odd and sets the bucket's
- * dirty flag before touching a slot, marks a slot SLOT_WRITING before
- * filling it and SLOT_USED last. A writer that dies leaves the robust
- * mutex EOWNERDEAD; the next locker sees dirty (or an odd sequence) and
- * rebuilds the bucket: drops slots that are not SLOT_USED or whose hash
- * does not match their key, drops duplicates (a backward shift interrupted
- * between its copy and its clear), moves records back into probe order,
- * recomputes room totals and counts.
+ * dirty flag before touching the table, marks a record ENTRY_WRITING
+ * before filling it and ENTRY_USED last. A writer that dies leaves the
+ * robust mutex EOWNERDEAD; the next locker sees dirty (or an odd sequence)
+ * and rebuilds the table from its pool: it keeps the records of
+ * entries[0..count) that are ENTRY_USED and hashed as they read, drops the
+ * second copy of a record a delete had moved but not yet unindexed, closes
+ * the gaps, and indexes what is left from scratch. The index is derived
+ * data, so nothing a writer left half done in it matters.
  */
 #include "config.h"
 
@@ -43,16 +56,34 @@
 #include "shm/shm.h"
 #include "shm/shm_test.h"
 
-#define SLOT_FREE    0
-#define SLOT_USED    1
-#define SLOT_WRITING 2
+#define ENTRY_FREE    0
+#define ENTRY_USED    1
+#define ENTRY_WRITING 2
 
 #define CACHELINE 64
+/*
+ * Regions start on a page so that an index of a whole number of pages
+ * shares none with its neighbours. A constant, not sysconf(): every
+ * process must compute the same layout.
+ */
+#define REGION_ALIGN 4096
 
 /* Far above any real node, low enough that no size computation wraps. */
 #define GEOM_BUCKETS_MAX (1u << 20)
 #define GEOM_SLOTS_MAX   (1u << 16)
 #define GEOM_WORKERS_MAX 4096u
+
+/*
+ * An index cell: entry number + 1 in the low CELL_ENTRY_BITS (0 = free
+ * cell), the top bits of the record's hash above them.
+ */
+#define CELL_ENTRY_BITS 17
+#define CELL_ENTRY_MASK ((1u << CELL_ENTRY_BITS) - 1)
+#define CELL_TAG_BITS   (32 - CELL_ENTRY_BITS)
+
+#if GEOM_SLOTS_MAX > CELL_ENTRY_MASK
+#error "an index cell must hold every entry number + 1"
+#endif
 
 /*
  * Lock-free readers retry this many times (spinning, then yielding)
@@ -87,9 +118,12 @@ struct shm_header {
 	uint64_t workers_off;
 	uint64_t buckets_off;
 	uint64_t bucket_stride;
-	uint64_t chan_slot_size;
-	uint64_t room_slot_size;
-	uint64_t rooms_off;
+	uint64_t chan_index_off;
+	uint64_t room_index_off;
+	uint64_t chan_pool_off;
+	uint64_t room_pool_off;
+	uint64_t chan_entry_size;
+	uint64_t room_entry_size;
 	int32_t master_pid;
 	uint32_t pad;
 	uint64_t created_ms;
@@ -101,21 +135,21 @@ struct shm_header {
 	uint64_t master_start;
 };
 
-/* Common head of both slot kinds, so the probing code is shared. */
-struct slot_head {
+/* Common head of both record kinds, so the table code is shared. */
+struct entry_head {
 	uint32_t state;
 	uint32_t aux;
 	uint64_t hash;
 };
 
-struct chan_slot {
+struct chan_entry {
 	uint32_t state;
 	uint32_t pad;
 	uint64_t hash;
 	struct shm_channel c;
 };
 
-struct room_slot {
+struct room_entry {
 	uint32_t state;
 	uint32_t online; /* sum of counts[] */
 	uint64_t hash;
@@ -125,12 +159,16 @@ struct room_slot {
 	uint32_t counts[]; /* max_workers entries */
 };
 
+/*
+ * Bucket headers are packed one per cache line, apart from the tables: a
+ * table's pages then hold records only.
+ */
 struct bucket_hdr {
 	pthread_mutex_t mtx;
-	uint32_t seq;   /* odd while a write is in progress */
-	uint32_t dirty; /* set before a write, cleared after */
-	uint32_t nchannels;
-	uint32_t nrooms;
+	uint32_t seq;        /* odd while a write is in progress */
+	uint32_t dirty;      /* set before a write, cleared after */
+	uint32_t nchannels;  /* channel pool entries in use */
+	uint32_t nrooms;     /* room pool entries in use */
 	uint32_t recoveries; /* times the lock was found owner-dead */
 } __attribute__((aligned(CACHELINE)));
 
@@ -155,10 +193,12 @@ struct layout {
 	size_t worker_stride;
 	size_t buckets_off;
 	size_t bucket_stride;
-	size_t chans_off; /* within a bucket */
-	size_t chan_slot_size;
-	size_t rooms_off; /* within a bucket */
-	size_t room_slot_size;
+	size_t chan_index_off; /* buckets x channels_per_bucket cells */
+	size_t room_index_off; /* buckets x rooms_per_bucket cells */
+	size_t chan_pool_off;  /* buckets x channels_per_bucket entries */
+	size_t room_pool_off;  /* buckets x rooms_per_bucket entries */
+	size_t chan_entry_size;
+	size_t room_entry_size;
 	size_t seg_size;
 };
 
@@ -171,14 +211,16 @@ struct shm_seg {
 	char name[NAME_MAX + 1];
 };
 
-/* A table inside one bucket, seen through the shared slot head. */
+/* A table of one bucket: its index, its pool and the pool's count. */
 struct tab {
-	unsigned char *slots;
-	size_t stride;
-	uint32_t n;
-	size_t key_off; /* offset of the NUL-terminated key in a slot */
+	uint32_t *cells;
+	unsigned char *pool;
+	uint32_t *count; /* the bucket's nchannels or nrooms */
+	size_t stride;   /* bytes of an entry */
+	uint32_t n;      /* entries in the pool, and cells in the index */
+	size_t key_off;  /* offset of the NUL-terminated key in an entry */
 	size_t key_max;
-	int rooms; /* room slots carry counts to validate */
+	int rooms; /* room entries carry counts to validate */
 	uint32_t nworkers;
 };
 
@@ -260,43 +302,57 @@ shm_geometry_check(const struct shm_geometry *g, char *err, size_t errlen)
 }
 
 /*
+ * Place a region of a x b items of each bytes at the next aligned offset
+ * from *off: *at is where it starts, *off moves past it. -1 on overflow.
+ */
+static int
+region(size_t *off, size_t align, size_t a, size_t b, size_t each, size_t *at)
+{
+	size_t items, len;
+
+	*at = round_up(*off, align);
+	if (*at < *off || __builtin_mul_overflow(a, b, &items) ||
+	    __builtin_mul_overflow(items, each, &len) ||
+	    __builtin_add_overflow(*at, len, off))
+		return -1;
+	return 0;
+}
+
+/*
  * With the bounds above the largest segment is about 2^20 buckets of
- * 2^16 x 16 KB room slots, 2^60 bytes: it fits size_t on 64-bit hosts, but
- * the arithmetic is checked anyway so a 32-bit build refuses instead of
- * wrapping.
+ * 2^16 x 16 KB room entries, 2^60 bytes: it fits size_t on 64-bit hosts,
+ * but the arithmetic is checked anyway so a 32-bit build refuses instead
+ * of wrapping.
  */
 static int
 layout_compute(const struct shm_geometry *g, struct layout *l)
 {
-	size_t chans, rooms, bucket, all;
+	size_t off;
 
 	if (geometry_check(g, NULL, 0) == -1)
 		return -1;
 	memset(l, 0, sizeof(*l));
 	l->workers_off = round_up(sizeof(struct shm_header), CACHELINE);
 	l->worker_stride = sizeof(struct worker_slot);
-	l->chan_slot_size = sizeof(struct chan_slot);
-	l->room_slot_size =
-	    round_up(sizeof(struct room_slot) +
+	l->bucket_stride = sizeof(struct bucket_hdr);
+	l->chan_entry_size = sizeof(struct chan_entry);
+	l->room_entry_size =
+	    round_up(sizeof(struct room_entry) +
 	                 (size_t)g->max_workers * sizeof(uint32_t),
 	             8);
-	l->chans_off = sizeof(struct bucket_hdr);
-	if (__builtin_mul_overflow(l->chan_slot_size,
-	                           (size_t)g->channels_per_bucket, &chans) ||
-	    __builtin_mul_overflow(l->room_slot_size,
-	                           (size_t)g->rooms_per_bucket, &rooms))
+	off = l->workers_off + (size_t)g->max_workers * l->worker_stride;
+	if (region(&off, CACHELINE, g->buckets, 1, l->bucket_stride,
+	           &l->buckets_off) == -1 ||
+	    region(&off, REGION_ALIGN, g->buckets, g->channels_per_bucket,
+	           sizeof(uint32_t), &l->chan_index_off) == -1 ||
+	    region(&off, REGION_ALIGN, g->buckets, g->rooms_per_bucket,
+	           sizeof(uint32_t), &l->room_index_off) == -1 ||
+	    region(&off, REGION_ALIGN, g->buckets, g->channels_per_bucket,
+	           l->chan_entry_size, &l->chan_pool_off) == -1 ||
+	    region(&off, REGION_ALIGN, g->buckets, g->rooms_per_bucket,
+	           l->room_entry_size, &l->room_pool_off) == -1)
 		return -1;
-	l->rooms_off = l->chans_off + chans;
-	if (__builtin_add_overflow(l->rooms_off, rooms, &bucket))
-		return -1;
-	l->bucket_stride = round_up(bucket, CACHELINE);
-	l->buckets_off =
-	    round_up(l->workers_off + (size_t)g->max_workers * l->worker_stride,
-	             CACHELINE);
-	if (__builtin_mul_overflow(l->bucket_stride, (size_t)g->buckets,
-	                           &all) ||
-	    __builtin_add_overflow(all, l->buckets_off, &l->seg_size))
-		return -1;
+	l->seg_size = off;
 	return 0;
 }
 
@@ -354,13 +410,27 @@ bucket_index(const struct shm_seg *seg, uint64_t h)
 	return (uint32_t)(h % seg->g.buckets);
 }
 
+static uint32_t
+bucket_no(const struct shm_seg *seg, const struct bucket_hdr *b)
+{
+	return (uint32_t)(((const unsigned char *)b - seg->base -
+	                   seg->l.buckets_off) /
+	                  seg->l.bucket_stride);
+}
+
 static void
 chan_tab(const struct shm_seg *seg, const struct bucket_hdr *b, struct tab *t)
 {
-	t->slots = (unsigned char *)b + seg->l.chans_off;
-	t->stride = seg->l.chan_slot_size;
+	size_t first = (size_t)bucket_no(seg, b) * seg->g.channels_per_bucket;
+
+	t->cells = (uint32_t *)(seg->base + seg->l.chan_index_off) + first;
+	t->pool =
+	    seg->base + seg->l.chan_pool_off + first * seg->l.chan_entry_size;
+	/* Writable only through a writable mapping: the locked paths. */
+	t->count = (uint32_t *)&b->nchannels;
+	t->stride = seg->l.chan_entry_size;
 	t->n = seg->g.channels_per_bucket;
-	t->key_off = offsetof(struct chan_slot, c.key);
+	t->key_off = offsetof(struct chan_entry, c.key);
 	t->key_max = SHM_KEY_MAX;
 	t->rooms = 0;
 	t->nworkers = seg->g.max_workers;
@@ -369,93 +439,158 @@ chan_tab(const struct shm_seg *seg, const struct bucket_hdr *b, struct tab *t)
 static void
 room_tab(const struct shm_seg *seg, const struct bucket_hdr *b, struct tab *t)
 {
-	t->slots = (unsigned char *)b + seg->l.rooms_off;
-	t->stride = seg->l.room_slot_size;
+	size_t first = (size_t)bucket_no(seg, b) * seg->g.rooms_per_bucket;
+
+	t->cells = (uint32_t *)(seg->base + seg->l.room_index_off) + first;
+	t->pool =
+	    seg->base + seg->l.room_pool_off + first * seg->l.room_entry_size;
+	t->count = (uint32_t *)&b->nrooms;
+	t->stride = seg->l.room_entry_size;
 	t->n = seg->g.rooms_per_bucket;
-	t->key_off = offsetof(struct room_slot, name);
+	t->key_off = offsetof(struct room_entry, name);
 	t->key_max = SHM_ROOM_MAX;
 	t->rooms = 1;
 	t->nworkers = seg->g.max_workers;
 }
 
-static struct slot_head *
-tab_at(const struct tab *t, uint32_t i)
+static struct entry_head *
+tab_entry(const struct tab *t, uint32_t e)
 {
-	return (struct slot_head *)(t->slots + (size_t)i * t->stride);
+	return (struct entry_head *)(t->pool + (size_t)e * t->stride);
 }
 
 static const char *
-slot_key(const struct tab *t, const struct slot_head *s)
+entry_key(const struct tab *t, const struct entry_head *s)
 {
 	return (const char *)s + t->key_off;
+}
+
+/* Entries in use; never past the pool, whatever a torn write left. */
+static uint32_t
+tab_count(const struct tab *t)
+{
+	uint32_t c = __atomic_load_n(t->count, __ATOMIC_RELAXED);
+
+	return c < t->n ? c : t->n;
 }
 
 static uint32_t
 home_of(uint64_t h, uint32_t n)
 {
-	/* The low bits chose the bucket; the high bits place the slot. */
+	/* The low bits chose the bucket; the high bits place the cell. */
 	return (uint32_t)((h >> 32) % n);
 }
 
+/* The hash bits a cell keeps: the top ones, which home_of mixes least. */
 static uint32_t
-slot_state(const struct slot_head *s)
+cell_tag(uint64_t h)
 {
-	return __atomic_load_n(&s->state, __ATOMIC_RELAXED);
+	return (uint32_t)(h >> (64 - CELL_TAG_BITS));
+}
+
+static uint32_t
+cell_make(uint64_t h, uint32_t e)
+{
+	return cell_tag(h) << CELL_ENTRY_BITS | (e + 1);
+}
+
+/* The entry a used cell names (past the pool if the cell is torn). */
+static uint32_t
+cell_entry(uint32_t c)
+{
+	return (c & CELL_ENTRY_MASK) - 1;
+}
+
+static uint32_t
+cell_load(const struct tab *t, uint32_t i)
+{
+	return __atomic_load_n(&t->cells[i], __ATOMIC_RELAXED);
+}
+
+static void
+cell_store(const struct tab *t, uint32_t i, uint32_t c)
+{
+	__atomic_store_n(&t->cells[i], c, __ATOMIC_RELAXED);
 }
 
 /*
- * Probe for key. 1 and *idx if found; 0 if not, with *free_idx the first
- * free slot on the chain (UINT32_MAX if the table is full). Safe on a
- * table being written concurrently (every read is bounded); the result is
- * then meaningless and the caller's sequence check discards it.
+ * Probe the index for key. 1: found, with *cell and *entry. 0: absent,
+ * *cell the free cell that ended the chain (UINT32_MAX if none). Safe on a
+ * table being written concurrently (every read is bounded, every entry
+ * number checked against the pool); the result is then meaningless and
+ * the caller's sequence check discards it.
  */
 static int
-tab_find(const struct tab *t, const char *key, uint64_t h, uint32_t *idx,
-         uint32_t *free_idx)
+tab_find(const struct tab *t, const char *key, uint64_t h, uint32_t *cell,
+         uint32_t *entry)
 {
-	uint32_t home = home_of(h, t->n);
+	uint32_t home = home_of(h, t->n), tag = cell_tag(h);
 
-	*free_idx = UINT32_MAX;
+	*cell = UINT32_MAX;
 	for (uint32_t step = 0; step < t->n; step++) {
-		uint32_t i = (home + step) % t->n;
-		const struct slot_head *s = tab_at(t, i);
+		uint32_t i = (home + step) % t->n, c = cell_load(t, i), e;
+		const struct entry_head *s;
 
-		if (slot_state(s) == SLOT_FREE) {
-			*free_idx = i;
+		if (c == 0) {
+			*cell = i;
 			return 0;
 		}
+		if (c >> CELL_ENTRY_BITS != tag || (e = cell_entry(c)) >= t->n)
+			continue;
+		s = tab_entry(t, e);
 		if (s->hash == h &&
-		    strncmp(slot_key(t, s), key, t->key_max) == 0) {
-			*idx = i;
+		    strncmp(entry_key(t, s), key, t->key_max) == 0) {
+			*cell = i;
+			*entry = e;
 			return 1;
 		}
 	}
 	return 0;
 }
 
-/* Copy slot src over dst, dst's state last. Lock held, write begun. */
+/* Start writing entry s: repair ignores it until entry_commit_locked. */
 static void
-tab_move_locked(const struct tab *t, uint32_t dst, uint32_t src)
+entry_begin_locked(struct entry_head *s)
 {
-	struct slot_head *d = tab_at(t, dst);
-	const struct slot_head *s = tab_at(t, src);
-
-	__atomic_store_n(&d->state, SLOT_WRITING, __ATOMIC_RELAXED);
+	__atomic_store_n(&s->state, ENTRY_WRITING, __ATOMIC_RELAXED);
 	__atomic_thread_fence(__ATOMIC_RELEASE);
-	memcpy((unsigned char *)d + sizeof(d->state),
-	       (const unsigned char *)s + sizeof(s->state),
-	       t->stride - sizeof(d->state));
-	__atomic_store_n(&d->state, SLOT_USED, __ATOMIC_RELEASE);
 }
 
 static void
-tab_clear_locked(const struct tab *t, uint32_t i)
+entry_commit_locked(struct entry_head *s)
 {
-	struct slot_head *s = tab_at(t, i);
+	__atomic_store_n(&s->state, ENTRY_USED, __ATOMIC_RELEASE);
+}
 
-	__atomic_store_n(&s->state, SLOT_FREE, __ATOMIC_RELEASE);
-	memset((unsigned char *)s + sizeof(s->state), 0,
-	       t->stride - sizeof(s->state));
+/*
+ * Index entries[count], just written, at cell (free, from tab_find), and
+ * count it. Lock held, write begun.
+ */
+static void
+tab_append_locked(const struct tab *t, uint32_t cell, uint64_t h)
+{
+	uint32_t e = *t->count;
+
+	__atomic_store_n(t->count, e + 1, __ATOMIC_RELEASE);
+	cell_store(t, cell, cell_make(h, e));
+}
+
+/*
+ * Copy entry src over dst, dst's state last: src's state, so a copy of a
+ * torn record stays torn. Lock held, write begun.
+ */
+static void
+tab_move_locked(const struct tab *t, uint32_t dst, uint32_t src)
+{
+	struct entry_head *d = tab_entry(t, dst);
+	const struct entry_head *s = tab_entry(t, src);
+	uint32_t state = s->state;
+
+	entry_begin_locked(d);
+	memcpy((unsigned char *)d + sizeof(d->state),
+	       (const unsigned char *)s + sizeof(s->state),
+	       t->stride - sizeof(d->state));
+	__atomic_store_n(&d->state, state, __ATOMIC_RELEASE);
 }
 
 /* 1 if cyclic position x lies in (from, to]. */
@@ -467,28 +602,63 @@ cyc_between(uint32_t from, uint32_t x, uint32_t to, uint32_t n)
 	return dx != 0 && dx <= dt;
 }
 
-/* Backward-shift deletion of slot i. Lock held, write begun. */
+/* Backward-shift deletion of index cell i. Lock held, write begun. */
 static void
-tab_remove_locked(const struct tab *t, uint32_t i)
+cells_remove_locked(const struct tab *t, uint32_t i)
 {
 	uint32_t hole = i;
 
 	for (uint32_t step = 1; step < t->n; step++) {
-		uint32_t j = (i + step) % t->n;
-		const struct slot_head *s = tab_at(t, j);
+		uint32_t j = (i + step) % t->n, c = cell_load(t, j);
 
-		if (slot_state(s) != SLOT_USED)
+		if (c == 0)
 			break;
-		if (!cyc_between(hole, home_of(s->hash, t->n), j, t->n)) {
-			tab_move_locked(t, hole, j);
+		if (!cyc_between(
+		        hole, home_of(tab_entry(t, cell_entry(c))->hash, t->n),
+		        j, t->n)) {
+			cell_store(t, hole, c);
 			hole = j;
 		}
 	}
-	tab_clear_locked(t, hole);
+	cell_store(t, hole, 0);
+}
+
+/*
+ * Delete the record at entry e, indexed at cell i. The pool stays dense:
+ * the last record moves into e and its cell is repointed (found by
+ * probing from its home for the cell naming the last entry). Lock held,
+ * write begun.
+ */
+static void
+tab_remove_locked(const struct tab *t, uint32_t i, uint32_t e)
+{
+	uint32_t last = *t->count - 1;
+
+	if (e != last) {
+		uint64_t h;
+		uint32_t home;
+
+		tab_move_locked(t, e, last);
+		h = tab_entry(t, e)->hash;
+		home = home_of(h, t->n);
+		for (uint32_t step = 0; step < t->n; step++) {
+			uint32_t j = (home + step) % t->n;
+			uint32_t c = cell_load(t, j);
+
+			if (c != 0 && cell_entry(c) == last) {
+				cell_store(t, j, cell_make(h, e));
+				break;
+			}
+		}
+	}
+	__atomic_store_n(&tab_entry(t, last)->state, ENTRY_FREE,
+	                 __ATOMIC_RELAXED);
+	__atomic_store_n(t->count, last, __ATOMIC_RELEASE);
+	cells_remove_locked(t, i);
 }
 
 static uint64_t
-room_sum(const struct room_slot *r, uint32_t nworkers)
+room_sum(const struct room_entry *r, uint32_t nworkers)
 {
 	uint64_t sum = 0;
 
@@ -497,22 +667,23 @@ room_sum(const struct room_slot *r, uint32_t nworkers)
 	return sum;
 }
 
-/* A slot worth keeping after a crash: complete, and hashed as it reads. */
+/* A record worth keeping after a crash: complete, and hashed as it reads. */
 static int
-slot_valid(const struct tab *t, const struct slot_head *s)
+entry_valid(const struct tab *t, const struct entry_head *s)
 {
-	const char *key = slot_key(t, s);
+	const char *key = entry_key(t, s);
 
-	if (s->state != SLOT_USED || !str_ok(key, t->key_max) ||
+	if (s->state != ENTRY_USED || !str_ok(key, t->key_max) ||
 	    hash_str(key) != s->hash)
 		return 0;
 	if (t->rooms) {
 		uint64_t sum =
-		    room_sum((const struct room_slot *)s, t->nworkers);
+		    room_sum((const struct room_entry *)s, t->nworkers);
 
 		return sum > 0 && sum <= UINT32_MAX;
 	} else {
-		const struct shm_channel *c = &((const struct chan_slot *)s)->c;
+		const struct shm_channel *c =
+		    &((const struct chan_entry *)s)->c;
 
 		return memchr(c->room, '\0', SHM_ROOM_MAX) != NULL &&
 		       memchr(c->remote, '\0', SHM_REMOTE_MAX) != NULL &&
@@ -522,67 +693,43 @@ slot_valid(const struct tab *t, const struct slot_head *s)
 }
 
 /*
- * Rebuild a table after a writer died in it; returns the slots in use.
- * Runs under the lock with the write begun, so readers retry meanwhile.
+ * Rebuild a table after a writer died in it. Runs under the lock with the
+ * write begun, so readers retry meanwhile. Only entries[0..count) are
+ * read: the pages past the pool's front are never touched. A repair
+ * killed in turn leaves dirty set, and the next one starts over from
+ * whatever this one left, which is again a pool to rebuild from.
  */
-static uint32_t
+static void
 tab_repair_locked(const struct tab *t)
 {
-	uint32_t used = 0, idx, free_idx;
-	int moved;
+	uint32_t count = tab_count(t), cell, e;
 
-	for (uint32_t i = 0; i < t->n; i++) {
-		struct slot_head *s = tab_at(t, i);
+	memset(t->cells, 0, (size_t)t->n * sizeof(*t->cells));
+	for (uint32_t i = 0; i < count;) {
+		struct entry_head *s = tab_entry(t, i);
 
-		if (slot_state(s) == SLOT_FREE)
+		/*
+		 * Torn, or the second copy of a record that a delete moved
+		 * and died before unindexing: fill the hole from the end
+		 * and look at i again.
+		 */
+		if (!entry_valid(t, s) ||
+		    tab_find(t, entry_key(t, s), s->hash, &cell, &e)) {
+			count--;
+			if (i != count)
+				tab_move_locked(t, i, count);
+			__atomic_store_n(&tab_entry(t, count)->state,
+			                 ENTRY_FREE, __ATOMIC_RELAXED);
 			continue;
-		if (!slot_valid(t, s))
-			tab_clear_locked(t, i);
-		else if (t->rooms)
-			((struct room_slot *)s)->online = (uint32_t)room_sum(
-			    (struct room_slot *)s, t->nworkers);
-	}
-	/*
-	 * Restore the probing invariant: move every record to the first
-	 * free slot between its home and where it sits. Each move brings a
-	 * record strictly closer to home, so this ends.
-	 */
-	do {
-		moved = 0;
-		for (uint32_t i = 0; i < t->n; i++) {
-			struct slot_head *s = tab_at(t, i);
-			uint32_t home;
-
-			if (slot_state(s) != SLOT_USED)
-				continue;
-			home = home_of(s->hash, t->n);
-			for (uint32_t k = home; k != i; k = (k + 1) % t->n) {
-				if (slot_state(tab_at(t, k)) == SLOT_FREE) {
-					tab_move_locked(t, k, i);
-					tab_clear_locked(t, i);
-					moved = 1;
-					break;
-				}
-			}
 		}
-	} while (moved);
-	/*
-	 * An interrupted shift leaves one record in two slots: keep the one
-	 * a lookup finds. A backward shift keeps the order along a chain, so
-	 * removing the other never hides the first; look at i again after a
-	 * removal, since the shift may have pulled another record into it.
-	 */
-	for (uint32_t i = 0; i < t->n; i++) {
-		const struct slot_head *s;
-
-		while (slot_state(s = tab_at(t, i)) == SLOT_USED &&
-		       tab_find(t, slot_key(t, s), s->hash, &idx, &free_idx) &&
-		       idx != i)
-			tab_remove_locked(t, i);
+		if (t->rooms)
+			((struct room_entry *)s)->online = (uint32_t)room_sum(
+			    (struct room_entry *)s, t->nworkers);
+		/* Fewer than n cells are used: the probe found a free one. */
+		cell_store(t, cell, cell_make(s->hash, i));
+		i++;
 	}
-	for (uint32_t i = 0; i < t->n; i++)
-		used += slot_state(tab_at(t, i)) == SLOT_USED;
-	return used;
+	__atomic_store_n(t->count, count, __ATOMIC_RELEASE);
 }
 
 static void
@@ -614,9 +761,9 @@ bucket_repair_locked(struct shm_seg *seg, struct bucket_hdr *b)
 
 	write_begin_locked(b);
 	chan_tab(seg, b, &t);
-	b->nchannels = tab_repair_locked(&t);
+	tab_repair_locked(&t);
 	room_tab(seg, b, &t);
-	b->nrooms = tab_repair_locked(&t);
+	tab_repair_locked(&t);
 	write_end_locked(b);
 }
 
@@ -873,9 +1020,12 @@ shm_seg_create(const char *name, const struct shm_geometry *g,
 	h->workers_off = l.workers_off;
 	h->buckets_off = l.buckets_off;
 	h->bucket_stride = l.bucket_stride;
-	h->chan_slot_size = l.chan_slot_size;
-	h->room_slot_size = l.room_slot_size;
-	h->rooms_off = l.rooms_off;
+	h->chan_index_off = l.chan_index_off;
+	h->room_index_off = l.room_index_off;
+	h->chan_pool_off = l.chan_pool_off;
+	h->room_pool_off = l.room_pool_off;
+	h->chan_entry_size = l.chan_entry_size;
+	h->room_entry_size = l.room_entry_size;
 	h->master_pid = getpid();
 	h->created_ms = now_ms();
 	h->master_start = proc_start_ticks(getpid());
@@ -985,9 +1135,13 @@ shm_seg_attach(const char *name, int readonly, struct shm_seg **out, char *err,
 	    h->workers_off != l.workers_off ||
 	    h->buckets_off != l.buckets_off ||
 	    h->bucket_stride != l.bucket_stride ||
-	    h->chan_slot_size != l.chan_slot_size ||
-	    h->room_slot_size != l.room_slot_size ||
-	    h->rooms_off != l.rooms_off || h->seg_size != l.seg_size) {
+	    h->chan_index_off != l.chan_index_off ||
+	    h->room_index_off != l.room_index_off ||
+	    h->chan_pool_off != l.chan_pool_off ||
+	    h->room_pool_off != l.room_pool_off ||
+	    h->chan_entry_size != l.chan_entry_size ||
+	    h->room_entry_size != l.room_entry_size ||
+	    h->seg_size != l.seg_size) {
 		set_err(err, errlen,
 		        "shm segment %s has a layout this build does not "
 		        "share (other platform or build)",
@@ -1096,10 +1250,26 @@ channel_valid(const struct shm_seg *seg, const struct shm_channel *c)
 	       c->naccepts <= SHM_ACCEPTS_MAX && c->worker < seg->g.max_workers;
 }
 
-/* Lock key's bucket and find its slot; *slot NULL if absent. */
+static struct chan_entry *
+chan_at(const struct tab *t, uint32_t e)
+{
+	return (struct chan_entry *)tab_entry(t, e);
+}
+
+static struct room_entry *
+room_at(const struct tab *t, uint32_t e)
+{
+	return (struct room_entry *)tab_entry(t, e);
+}
+
+/*
+ * Lock key's bucket and look key up: 1 found (*cell, *entry), 0 absent
+ * (*cell free or UINT32_MAX), -1 lock failed. Returns holding the lock
+ * unless -1.
+ */
 static int
 chan_lock_find(struct shm_seg *seg, const char *key, struct bucket_hdr **bp,
-               struct tab *t, uint32_t *idx, uint32_t *free_idx, uint64_t *hp)
+               struct tab *t, uint32_t *cell, uint32_t *entry, uint64_t *hp)
 {
 	uint64_t h = hash_str(key);
 	struct bucket_hdr *b = bucket_at(seg, bucket_index(seg, h));
@@ -1109,7 +1279,7 @@ chan_lock_find(struct shm_seg *seg, const char *key, struct bucket_hdr **bp,
 	chan_tab(seg, b, t);
 	*bp = b;
 	*hp = h;
-	return tab_find(t, key, h, idx, free_idx);
+	return tab_find(t, key, h, cell, entry);
 }
 
 int
@@ -1117,9 +1287,9 @@ shm_channel_put(struct shm_seg *seg, const struct shm_channel *c,
                 struct shm_channel *replaced)
 {
 	struct bucket_hdr *b;
-	struct chan_slot *s;
+	struct chan_entry *s;
 	struct tab t;
-	uint32_t idx, free_idx;
+	uint32_t cell, e;
 	uint64_t h;
 	int found;
 
@@ -1127,25 +1297,25 @@ shm_channel_put(struct shm_seg *seg, const struct shm_channel *c,
 		errno = EINVAL;
 		return -1;
 	}
-	if ((found = chan_lock_find(seg, c->key, &b, &t, &idx, &free_idx,
-	                            &h)) == -1)
+	if ((found = chan_lock_find(seg, c->key, &b, &t, &cell, &e, &h)) == -1)
 		return -1;
-	if (!found && free_idx == UINT32_MAX) {
+	if (!found && (*t.count >= t.n || cell == UINT32_MAX)) {
 		bucket_unlock(b);
 		errno = ENOSPC;
 		return -1;
 	}
-	s = (struct chan_slot *)tab_at(&t, found ? idx : free_idx);
+	if (!found)
+		e = *t.count;
+	s = chan_at(&t, e);
 	if (found && replaced != NULL)
 		*replaced = s->c;
 	write_begin_locked(b);
-	__atomic_store_n(&s->state, SLOT_WRITING, __ATOMIC_RELAXED);
-	__atomic_thread_fence(__ATOMIC_RELEASE);
+	entry_begin_locked((struct entry_head *)s);
 	s->hash = h;
 	s->c = *c;
-	__atomic_store_n(&s->state, SLOT_USED, __ATOMIC_RELEASE);
+	entry_commit_locked((struct entry_head *)s);
 	if (!found)
-		b->nchannels++;
+		tab_append_locked(&t, cell, h);
 	write_end_locked(b);
 	bucket_unlock(b);
 	return found;
@@ -1156,25 +1326,23 @@ shm_channel_del(struct shm_seg *seg, const char *key, uint16_t worker,
                 uint32_t conn_id)
 {
 	struct bucket_hdr *b;
-	struct chan_slot *s;
+	struct chan_entry *s;
 	struct tab t;
-	uint32_t idx, free_idx;
+	uint32_t cell, e;
 	uint64_t h;
 	int found;
 
 	if (!str_ok(key, SHM_KEY_MAX))
 		return 1;
-	if ((found = chan_lock_find(seg, key, &b, &t, &idx, &free_idx, &h)) ==
-	    -1)
+	if ((found = chan_lock_find(seg, key, &b, &t, &cell, &e, &h)) == -1)
 		return -1;
-	s = found ? (struct chan_slot *)tab_at(&t, idx) : NULL;
+	s = found ? chan_at(&t, e) : NULL;
 	if (s == NULL || s->c.worker != worker || s->c.conn_id != conn_id) {
 		bucket_unlock(b);
 		return 1;
 	}
 	write_begin_locked(b);
-	tab_remove_locked(&t, idx);
-	b->nchannels--;
+	tab_remove_locked(&t, cell, e);
 	write_end_locked(b);
 	bucket_unlock(b);
 	return 0;
@@ -1188,15 +1356,14 @@ chan_get_locked_path(const struct shm_seg *cseg, const char *key,
 	struct shm_seg *seg = (struct shm_seg *)cseg;
 	struct bucket_hdr *b;
 	struct tab t;
-	uint32_t idx, free_idx;
+	uint32_t cell, e;
 	uint64_t h;
 	int found;
 
-	if ((found = chan_lock_find(seg, key, &b, &t, &idx, &free_idx, &h)) ==
-	    -1)
+	if ((found = chan_lock_find(seg, key, &b, &t, &cell, &e, &h)) == -1)
 		return -1;
 	if (found)
-		*out = ((struct chan_slot *)tab_at(&t, idx))->c;
+		*out = chan_at(&t, e)->c;
 	bucket_unlock(b);
 	return found ? 0 : 1;
 }
@@ -1214,16 +1381,16 @@ static void
 tab_lookup_read(void *ctx)
 {
 	struct tab_lookup *l = ctx;
-	uint32_t idx, free_idx;
+	uint32_t cell, e;
 
-	l->found = tab_find(l->t, l->key, l->h, &idx, &free_idx);
+	l->found = tab_find(l->t, l->key, l->h, &cell, &e);
 	if (l->found)
-		memcpy(l->out, tab_at(l->t, idx), l->len);
+		memcpy(l->out, tab_entry(l->t, e), l->len);
 }
 
 /*
  * Lock-free lookup of key (hash h) in t, a table of bucket b: the first
- * len bytes of its slot into out. 1 found, 0 not, -1 if writers kept the
+ * len bytes of its entry into out. 1 found, 0 not, -1 if writers kept the
  * bucket busy.
  */
 static int
@@ -1242,7 +1409,7 @@ shm_channel_get(const struct shm_seg *seg, const char *key,
                 struct shm_channel *out)
 {
 	const struct bucket_hdr *b;
-	struct chan_slot slot;
+	struct chan_entry entry;
 	struct tab t;
 	uint64_t h;
 
@@ -1251,9 +1418,9 @@ shm_channel_get(const struct shm_seg *seg, const char *key,
 	h = hash_str(key);
 	b = bucket_at(seg, bucket_index(seg, h));
 	chan_tab(seg, b, &t);
-	switch (bucket_lookup(b, &t, key, h, &slot, sizeof(slot))) {
+	switch (bucket_lookup(b, &t, key, h, &entry, sizeof(entry))) {
 	case 1:
-		*out = slot.c;
+		*out = entry.c;
 		return 0;
 	case 0:
 		return 1;
@@ -1265,25 +1432,24 @@ shm_channel_get(const struct shm_seg *seg, const char *key,
 }
 
 /* Lock key's bucket and find a channel owned by (worker, conn_id). */
-static struct chan_slot *
+static struct chan_entry *
 chan_owned_locked(struct shm_seg *seg, const char *key, uint16_t worker,
                   uint32_t conn_id, struct bucket_hdr **bp, int *err)
 {
-	struct chan_slot *s;
+	struct chan_entry *s;
 	struct tab t;
-	uint32_t idx, free_idx;
+	uint32_t cell, e;
 	uint64_t h;
 	int found;
 
 	*err = 0;
 	if (!str_ok(key, SHM_KEY_MAX))
 		return NULL;
-	if ((found = chan_lock_find(seg, key, bp, &t, &idx, &free_idx, &h)) ==
-	    -1) {
+	if ((found = chan_lock_find(seg, key, bp, &t, &cell, &e, &h)) == -1) {
 		*err = 1;
 		return NULL;
 	}
-	s = found ? (struct chan_slot *)tab_at(&t, idx) : NULL;
+	s = found ? chan_at(&t, e) : NULL;
 	if (s == NULL || s->c.worker != worker || s->c.conn_id != conn_id) {
 		bucket_unlock(*bp);
 		return NULL;
@@ -1296,7 +1462,7 @@ shm_channel_set_room(struct shm_seg *seg, const char *key, uint16_t worker,
                      uint32_t conn_id, const char *room)
 {
 	struct bucket_hdr *b;
-	struct chan_slot *s;
+	struct chan_entry *s;
 	size_t len = room == NULL ? 0 : strnlen(room, SHM_ROOM_MAX);
 	int err;
 
@@ -1322,7 +1488,7 @@ shm_channel_set_accepts(struct shm_seg *seg, const char *key, uint16_t worker,
                         uint16_t naccepts)
 {
 	struct bucket_hdr *b;
-	struct chan_slot *s;
+	struct chan_entry *s;
 	int err;
 
 	if (naccepts > SHM_ACCEPTS_MAX || (naccepts > 0 && accepts == NULL)) {
@@ -1347,7 +1513,7 @@ shm_channel_touch(struct shm_seg *seg, const char *key, uint16_t worker,
                   uint32_t conn_id, uint64_t heartbeat_ms)
 {
 	struct bucket_hdr *b;
-	struct chan_slot *s;
+	struct chan_entry *s;
 	int err;
 
 	if ((s = chan_owned_locked(seg, key, worker, conn_id, &b, &err)) ==
@@ -1366,12 +1532,11 @@ int
 shm_room_add(struct shm_seg *seg, const char *room, uint16_t worker, int delta)
 {
 	struct bucket_hdr *b;
-	struct room_slot *r;
+	struct room_entry *r;
 	struct tab t;
-	uint32_t idx, free_idx;
+	uint32_t cell, e;
 	uint64_t h;
 	int64_t cur;
-	int found;
 
 	if (room == NULL || !str_ok(room, SHM_ROOM_MAX) ||
 	    worker >= seg->g.max_workers) {
@@ -1385,35 +1550,33 @@ shm_room_add(struct shm_seg *seg, const char *room, uint16_t worker, int delta)
 	if (bucket_lock(seg, b) == -1)
 		return -1;
 	room_tab(seg, b, &t);
-	found = tab_find(&t, room, h, &idx, &free_idx);
-	if (!found) {
+	if (!tab_find(&t, room, h, &cell, &e)) {
 		if (delta < 0) {
 			bucket_unlock(b);
 			errno = ERANGE;
 			return -1;
 		}
-		if (free_idx == UINT32_MAX) {
+		if (*t.count >= t.n || cell == UINT32_MAX) {
 			bucket_unlock(b);
 			errno = ENOSPC;
 			return -1;
 		}
-		r = (struct room_slot *)tab_at(&t, free_idx);
+		r = room_at(&t, *t.count);
 		write_begin_locked(b);
-		__atomic_store_n(&r->state, SLOT_WRITING, __ATOMIC_RELAXED);
-		__atomic_thread_fence(__ATOMIC_RELEASE);
+		entry_begin_locked((struct entry_head *)r);
 		memset((unsigned char *)r + sizeof(r->state), 0,
 		       t.stride - sizeof(r->state));
 		r->hash = h;
 		memcpy(r->name, room, strlen(room) + 1);
 		r->counts[worker] = (uint32_t)delta;
 		r->online = (uint32_t)delta;
-		__atomic_store_n(&r->state, SLOT_USED, __ATOMIC_RELEASE);
-		b->nrooms++;
+		entry_commit_locked((struct entry_head *)r);
+		tab_append_locked(&t, cell, h);
 		write_end_locked(b);
 		bucket_unlock(b);
 		return 0;
 	}
-	r = (struct room_slot *)tab_at(&t, idx);
+	r = room_at(&t, e);
 	cur = (int64_t)r->counts[worker] + delta;
 	if (cur < 0 || (int64_t)r->online + delta > UINT32_MAX) {
 		bucket_unlock(b);
@@ -1423,10 +1586,8 @@ shm_room_add(struct shm_seg *seg, const char *room, uint16_t worker, int delta)
 	write_begin_locked(b);
 	r->counts[worker] = (uint32_t)cur;
 	r->online = (uint32_t)((int64_t)r->online + delta);
-	if (r->online == 0) {
-		tab_remove_locked(&t, idx);
-		b->nrooms--;
-	}
+	if (r->online == 0)
+		tab_remove_locked(&t, cell, e);
 	write_end_locked(b);
 	bucket_unlock(b);
 	return 0;
@@ -1440,16 +1601,15 @@ room_read_locked(const struct shm_seg *cseg, const char *room, uint64_t h,
 	/* The segment is writable here: cseg is const only for readers. */
 	struct shm_seg *seg = (struct shm_seg *)cseg;
 	struct bucket_hdr *b = bucket_at(seg, bucket_index(seg, h));
-	uint32_t idx, free_idx;
+	uint32_t cell, e;
 	struct tab t;
 	int found;
 
 	if (bucket_lock(seg, b) == -1)
 		return -1;
 	room_tab(seg, b, &t);
-	if ((found = tab_find(&t, room, h, &idx, &free_idx))) {
-		const struct room_slot *r =
-		    (const struct room_slot *)tab_at(&t, idx);
+	if ((found = tab_find(&t, room, h, &cell, &e))) {
+		const struct room_entry *r = room_at(&t, e);
 
 		*online = r->online;
 		*cluster = r->cluster_online;
@@ -1464,7 +1624,7 @@ room_read(const struct shm_seg *seg, const char *room, uint32_t *online,
           uint32_t *cluster)
 {
 	const struct bucket_hdr *b;
-	struct room_slot slot;
+	struct room_entry entry;
 	struct tab t;
 	uint64_t h;
 
@@ -1473,12 +1633,12 @@ room_read(const struct shm_seg *seg, const char *room, uint32_t *online,
 	h = hash_str(room);
 	b = bucket_at(seg, bucket_index(seg, h));
 	room_tab(seg, b, &t);
-	/* The totals only: the slot up to its name. */
-	switch (bucket_lookup(b, &t, room, h, &slot,
-	                      offsetof(struct room_slot, name))) {
+	/* The totals only: the entry up to its name. */
+	switch (bucket_lookup(b, &t, room, h, &entry,
+	                      offsetof(struct room_entry, name))) {
 	case 1:
-		*online = slot.online;
-		*cluster = slot.cluster_online;
+		*online = entry.online;
+		*cluster = entry.cluster_online;
 		return 0;
 	case 0:
 		*online = 0;
@@ -1514,9 +1674,8 @@ int
 shm_room_set_cluster(struct shm_seg *seg, const char *room, uint32_t online)
 {
 	struct bucket_hdr *b;
-	struct room_slot *r;
 	struct tab t;
-	uint32_t idx, free_idx;
+	uint32_t cell, e;
 	uint64_t h;
 
 	if (room == NULL || !str_ok(room, SHM_ROOM_MAX)) {
@@ -1528,13 +1687,12 @@ shm_room_set_cluster(struct shm_seg *seg, const char *room, uint32_t online)
 	if (bucket_lock(seg, b) == -1)
 		return -1;
 	room_tab(seg, b, &t);
-	if (!tab_find(&t, room, h, &idx, &free_idx)) {
+	if (!tab_find(&t, room, h, &cell, &e)) {
 		bucket_unlock(b);
 		return 1;
 	}
-	r = (struct room_slot *)tab_at(&t, idx);
 	write_begin_locked(b);
-	r->cluster_online = online;
+	room_at(&t, e)->cluster_online = online;
 	write_end_locked(b);
 	bucket_unlock(b);
 	return 0;
@@ -1718,43 +1876,46 @@ shm_worker_reclaim(struct shm_seg *seg, uint16_t worker)
 		return 0;
 	for (uint32_t i = 0; i < seg->g.buckets; i++) {
 		struct bucket_hdr *b = bucket_at(seg, i);
+		uint32_t cell, e;
 		struct tab t;
 		int begun = 0;
 
 		if (bucket_lock(seg, b) == -1)
 			continue;
+		/* A removal moves the last record into j: look at j again. */
 		chan_tab(seg, b, &t);
-		for (uint32_t j = 0; j < t.n; j++) {
-			struct chan_slot *s;
+		for (uint32_t j = 0; j < *t.count;) {
+			struct chan_entry *s = chan_at(&t, j);
 
-			/* A shift may pull another record into j: look again.
-			 */
-			while ((s = (struct chan_slot *)tab_at(&t, j))->state ==
-			           SLOT_USED &&
-			       s->c.worker == worker) {
-				if (!begun++)
-					write_begin_locked(b);
-				tab_remove_locked(&t, j);
-				b->nchannels--;
-				removed++;
+			if (s->c.worker != worker ||
+			    !tab_find(&t, s->c.key, s->hash, &cell, &e) ||
+			    e != j) {
+				j++;
+				continue;
 			}
+			if (!begun++)
+				write_begin_locked(b);
+			tab_remove_locked(&t, cell, j);
+			removed++;
 		}
 		room_tab(seg, b, &t);
-		for (uint32_t j = 0; j < t.n; j++) {
-			struct room_slot *r;
+		for (uint32_t j = 0; j < *t.count;) {
+			struct room_entry *r = room_at(&t, j);
 
-			while ((r = (struct room_slot *)tab_at(&t, j))->state ==
-			           SLOT_USED &&
-			       r->counts[worker] > 0) {
-				if (!begun++)
-					write_begin_locked(b);
-				r->online -= r->counts[worker];
-				r->counts[worker] = 0;
-				if (r->online != 0)
-					break;
-				tab_remove_locked(&t, j);
-				b->nrooms--;
+			if (r->counts[worker] == 0) {
+				j++;
+				continue;
 			}
+			if (!begun++)
+				write_begin_locked(b);
+			r->online -= r->counts[worker];
+			r->counts[worker] = 0;
+			if (r->online != 0 ||
+			    !tab_find(&t, r->name, r->hash, &cell, &e) ||
+			    e != j)
+				j++;
+			else
+				tab_remove_locked(&t, cell, j);
 		}
 		if (begun)
 			write_end_locked(b);
@@ -1773,51 +1934,59 @@ shm_worker_reclaim(struct shm_seg *seg, uint16_t worker)
 /* --- snapshots --- */
 
 struct bucket_copy {
-	const void *src;
+	const struct tab *t;
 	void *buf;
-	size_t len;
+	uint32_t n; /* entries copied */
 };
 
 static void
 bucket_copy_read(void *ctx)
 {
-	const struct bucket_copy *c = ctx;
+	struct bucket_copy *c = ctx;
 
-	memcpy(c->buf, c->src, c->len);
+	/* The used front of the pool only: its tail was never touched. */
+	c->n = tab_count(c->t);
+	memcpy(c->buf, c->t->pool, (size_t)c->n * c->t->stride);
 }
 
 /*
- * Call visit(slot, ctx) for every used slot of one table of each bucket
- * (the table at off, of nslots slots of slot_size bytes: the channels or
- * the rooms), on a copy taken under the bucket's sequence counter; the
- * visitor may change the copy. A visit returning nonzero ends the walk.
- * Returns the buckets skipped because writers kept them busy (every one
- * when out of memory).
+ * Call visit(entry, ctx) for every record of one table of each bucket (the
+ * channels, or the rooms), on a copy taken under the bucket's sequence
+ * counter; the visitor may change the copy. A visit returning nonzero
+ * ends the walk. Returns the buckets skipped because writers kept them
+ * busy (every one when out of memory).
  */
 static size_t
-bucket_walk(const struct shm_seg *seg, size_t off, uint32_t nslots,
-            size_t slot_size, int (*visit)(void *slot, void *ctx), void *ctx)
+bucket_walk(const struct shm_seg *seg, int rooms,
+            int (*visit)(void *entry, void *ctx), void *ctx)
 {
-	size_t len = (size_t)nslots * slot_size;
-	size_t skipped = 0;
+	size_t skipped = 0,
+	       stride = rooms ? seg->l.room_entry_size : seg->l.chan_entry_size;
+	uint32_t n =
+	    rooms ? seg->g.rooms_per_bucket : seg->g.channels_per_bucket;
 	unsigned char *buf;
 
-	if ((buf = malloc(len)) == NULL)
+	if ((buf = malloc((size_t)n * stride)) == NULL)
 		return seg->g.buckets;
 	for (uint32_t i = 0; i < seg->g.buckets; i++) {
 		const struct bucket_hdr *b = bucket_at(seg, i);
-		struct bucket_copy c = {(const unsigned char *)b + off, buf,
-		                        len};
+		struct bucket_copy c = {NULL, buf, 0};
+		struct tab t;
 
+		if (rooms)
+			room_tab(seg, b, &t);
+		else
+			chan_tab(seg, b, &t);
+		c.t = &t;
 		if (bucket_read(b, bucket_copy_read, &c) == -1) {
 			skipped++;
 			continue;
 		}
-		for (uint32_t j = 0; j < nslots; j++) {
-			struct slot_head *s =
-			    (struct slot_head *)(buf + j * slot_size);
+		for (uint32_t j = 0; j < c.n; j++) {
+			struct entry_head *s =
+			    (struct entry_head *)(buf + j * stride);
 
-			if (s->state == SLOT_USED && visit(s, ctx) != 0)
+			if (s->state == ENTRY_USED && visit(s, ctx) != 0)
 				goto out;
 		}
 	}
@@ -1832,9 +2001,9 @@ struct each_channel {
 };
 
 static int
-each_channel_visit(void *slot, void *ctx)
+each_channel_visit(void *entry, void *ctx)
 {
-	struct chan_slot *s = slot;
+	struct chan_entry *s = entry;
 	const struct each_channel *e = ctx;
 
 	/* A consistent copy of valid writes: belt and braces. */
@@ -1851,8 +2020,7 @@ shm_each_channel(const struct shm_seg *seg, shm_channel_fn fn, void *arg)
 {
 	struct each_channel e = {fn, arg};
 
-	return bucket_walk(seg, seg->l.chans_off, seg->g.channels_per_bucket,
-	                   seg->l.chan_slot_size, each_channel_visit, &e);
+	return bucket_walk(seg, 0, each_channel_visit, &e);
 }
 
 struct each_room {
@@ -1862,9 +2030,9 @@ struct each_room {
 };
 
 static int
-each_room_visit(void *slot, void *ctx)
+each_room_visit(void *entry, void *ctx)
 {
-	struct room_slot *s = slot;
+	struct room_entry *s = entry;
 	const struct each_room *e = ctx;
 	struct shm_room r;
 
@@ -1882,8 +2050,7 @@ shm_each_room(const struct shm_seg *seg, shm_room_fn fn, void *arg)
 {
 	struct each_room e = {fn, arg, seg->g.max_workers};
 
-	return bucket_walk(seg, seg->l.rooms_off, seg->g.rooms_per_bucket,
-	                   seg->l.room_slot_size, each_room_visit, &e);
+	return bucket_walk(seg, 1, each_room_visit, &e);
 }
 
 /* --- test hooks (shm/shm_test.h) --- */
@@ -1892,6 +2059,12 @@ uint32_t
 shm_test_bucket_of(const struct shm_seg *seg, const char *name)
 {
 	return bucket_index(seg, hash_str(name));
+}
+
+uint32_t
+shm_test_home_of(const struct shm_seg *seg, const char *key)
+{
+	return home_of(hash_str(key), seg->g.channels_per_bucket);
 }
 
 int
@@ -1908,22 +2081,22 @@ int
 shm_test_torn_put(struct shm_seg *seg, const char *key)
 {
 	struct bucket_hdr *b;
-	struct chan_slot *s;
+	struct chan_entry *s;
 	struct tab t;
-	uint32_t idx, free_idx;
+	uint32_t cell, e;
 	uint64_t h;
 	int found;
 
-	if ((found = chan_lock_find(seg, key, &b, &t, &idx, &free_idx, &h)) ==
-	    -1)
+	if ((found = chan_lock_find(seg, key, &b, &t, &cell, &e, &h)) == -1)
 		return -1;
-	if (!found && free_idx == UINT32_MAX) {
+	if (!found && *t.count >= t.n) {
+		bucket_unlock(b);
 		errno = ENOSPC;
 		return -1;
 	}
-	s = (struct chan_slot *)tab_at(&t, found ? idx : free_idx);
+	s = chan_at(&t, found ? e : *t.count);
 	write_begin_locked(b);
-	__atomic_store_n(&s->state, SLOT_WRITING, __ATOMIC_RELAXED);
+	entry_begin_locked((struct entry_head *)s);
 	s->hash = h;
 	/* Half a key and nothing else, as a writer killed mid-copy leaves. */
 	memset(&s->c, 0x5a, sizeof(s->c));
@@ -1936,31 +2109,23 @@ shm_test_torn_del(struct shm_seg *seg, const char *key)
 {
 	struct bucket_hdr *b;
 	struct tab t;
-	uint32_t idx, free_idx;
+	uint32_t cell, e;
 	uint64_t h;
 	int found;
 
-	if ((found = chan_lock_find(seg, key, &b, &t, &idx, &free_idx, &h)) ==
-	    -1)
+	if ((found = chan_lock_find(seg, key, &b, &t, &cell, &e, &h)) == -1)
 		return -1;
 	if (!found) {
 		bucket_unlock(b);
 		return -1;
 	}
-	for (uint32_t step = 1; step < t.n; step++) {
-		uint32_t j = (idx + step) % t.n;
-		const struct slot_head *s = tab_at(&t, j);
-
-		if (slot_state(s) != SLOT_USED)
-			break;
-		if (!cyc_between(idx, home_of(s->hash, t.n), j, t.n)) {
-			write_begin_locked(b);
-			tab_move_locked(&t, idx, j);
-			return 1;
-		}
+	if (e == *t.count - 1) {
+		bucket_unlock(b);
+		return 0;
 	}
-	bucket_unlock(b);
-	return 0;
+	write_begin_locked(b);
+	tab_move_locked(&t, e, *t.count - 1);
+	return 1;
 }
 
 void
@@ -1982,40 +2147,62 @@ shm_test_bucket_recoveries(const struct shm_seg *seg, uint32_t b)
 }
 
 static int
-tab_check(const struct tab *t, uint32_t count, const char *what, char *err,
-          size_t errlen)
+tab_check(const struct tab *t, const char *what, char *err, size_t errlen)
 {
-	uint32_t used = 0;
+	uint32_t count = *t->count, used = 0;
 
-	for (uint32_t i = 0; i < t->n; i++) {
-		const struct slot_head *s = tab_at(t, i);
-		uint32_t idx, free_idx;
+	if (count > t->n) {
+		set_err(err, errlen, "%s: count %u over %u entries", what,
+		        count, t->n);
+		return -1;
+	}
+	for (uint32_t i = 0; i < count; i++) {
+		const struct entry_head *s = tab_entry(t, i);
+		uint32_t cell, e;
 
-		if (s->state == SLOT_FREE)
-			continue;
-		used++;
-		if (!slot_valid(t, s)) {
-			set_err(err, errlen, "%s slot %u invalid", what, i);
+		if (!entry_valid(t, s)) {
+			set_err(err, errlen, "%s entry %u invalid", what, i);
 			return -1;
 		}
 		if (t->rooms &&
-		    ((const struct room_slot *)s)->online !=
-		        room_sum((const struct room_slot *)s, t->nworkers)) {
-			set_err(err, errlen, "%s slot %u: total != sum", what,
+		    ((const struct room_entry *)s)->online !=
+		        room_sum((const struct room_entry *)s, t->nworkers)) {
+			set_err(err, errlen, "%s entry %u: total != sum", what,
 			        i);
 			return -1;
 		}
-		/* Reachable, and the first match: no gap, no duplicate. */
-		if (!tab_find(t, slot_key(t, s), s->hash, &idx, &free_idx) ||
-		    idx != i) {
+		/* Reachable from its home, and the first match: no gap,
+		 * no duplicate. */
+		if (!tab_find(t, entry_key(t, s), s->hash, &cell, &e) ||
+		    e != i) {
 			set_err(err, errlen,
-			        "%s slot %u (\"%s\") not found at its place",
-			        what, i, slot_key(t, s));
+			        "%s entry %u (\"%s\") not found through the "
+			        "index",
+			        what, i, entry_key(t, s));
 			return -1;
 		}
 	}
+	for (uint32_t i = 0; i < t->n; i++) {
+		uint32_t c = t->cells[i];
+
+		if (c == 0)
+			continue;
+		used++;
+		if (cell_entry(c) >= count) {
+			set_err(err, errlen, "%s cell %u names entry %u of %u",
+			        what, i, cell_entry(c), count);
+			return -1;
+		}
+		if (c >> CELL_ENTRY_BITS !=
+		    cell_tag(tab_entry(t, cell_entry(c))->hash)) {
+			set_err(err, errlen, "%s cell %u: hash bits differ",
+			        what, i);
+			return -1;
+		}
+	}
+	/* Each entry has its own cell (above): no cell besides. */
 	if (used != count) {
-		set_err(err, errlen, "%s: %u slots used, count says %u", what,
+		set_err(err, errlen, "%s: %u cells used, count says %u", what,
 		        used, count);
 		return -1;
 	}
@@ -2039,8 +2226,8 @@ shm_test_check_bucket(const struct shm_seg *seg, uint32_t bi, char *err,
 		return -1;
 	}
 	chan_tab(seg, b, &t);
-	if (tab_check(&t, b->nchannels, "channel", err, errlen) == -1)
+	if (tab_check(&t, "channel", err, errlen) == -1)
 		return -1;
 	room_tab(seg, b, &t);
-	return tab_check(&t, b->nrooms, "room", err, errlen);
+	return tab_check(&t, "room", err, errlen);
 }

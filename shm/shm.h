@@ -14,10 +14,15 @@
  *    process-shared robust mutex for writers and a sequence counter (odd
  *    while a write is in progress) so readers never block writers: they
  *    copy, then retry if the sequence moved.
+ *  - Memory follows use, not capacity: a bucket keeps its records packed
+ *    at the front of its pool, found through a small hash index of 4-byte
+ *    cells. Only the pages holding records (and the index) become
+ *    resident, so a table can be sized generously: an unused slot costs
+ *    address space and 4 bytes of index.
  *  - A writer holds at most one bucket lock at a time and never does I/O
  *    under it. A process that dies holding a lock leaves it EOWNERDEAD; the
- *    next locker repairs the bucket (recounts, clears torn entries) and
- *    marks the mutex consistent.
+ *    next locker repairs the bucket (drops torn records, rebuilds the
+ *    index from the pool) and marks the mutex consistent.
  *  - A full table refuses the insert (-1, errno ENOSPC); it never corrupts.
  *
  * This is a library: functions return 0 / -1 (errno set) or fill an error
@@ -31,7 +36,7 @@
 #include <sys/types.h>
 
 #define SHM_MAGIC   "IMGATESH"
-#define SHM_VERSION 3
+#define SHM_VERSION 4
 
 #define SHM_KEY_MAX     64  /* bytes of a session key, NUL included */
 #define SHM_ROOM_MAX    64  /* bytes of a room id, NUL included */
@@ -43,7 +48,8 @@
  * Geometry: fixed at creation; changing it needs a restart. Keys do not
  * spread evenly and probing slows as a bucket fills, so plan for buckets x
  * channels_per_bucket at about 1.5 x the connections expected (a full
- * bucket refuses while others have room).
+ * bucket refuses while others have room). Resident memory grows with the
+ * records held (each bucket's high-water mark), not with these sizes.
  */
 struct shm_geometry {
 	uint32_t buckets;

@@ -15,6 +15,9 @@
 /* The bucket a channel key or room name hashes to. */
 uint32_t shm_test_bucket_of(const struct shm_seg *seg, const char *name);
 
+/* The index cell where a channel key's probe starts in its bucket. */
+uint32_t shm_test_home_of(const struct shm_seg *seg, const char *key);
+
 /* Take bucket b's lock and return holding it (-1 on error). */
 int shm_test_lock_bucket(struct shm_seg *seg, uint32_t b);
 
@@ -27,10 +30,11 @@ int shm_test_lock_bucket(struct shm_seg *seg, uint32_t b);
 int shm_test_torn_put(struct shm_seg *seg, const char *key);
 
 /*
- * Start deleting key (owner not checked) and stop right after the first
- * record the backward shift moves, as a writer killed there leaves it: that
- * record is in two slots. Returns 1 (stopped after a move, lock held), 0
- * (no record to move: nothing done, lock released) or -1 (key absent).
+ * Start deleting key (owner not checked) and stop right after the pool's
+ * last record was copied over key's record, before the index is fixed, as
+ * a writer killed there leaves it: that record is in two entries. Returns
+ * 1 (stopped after the move, lock held), 0 (key's record is the last one:
+ * nothing to move, nothing done, lock released) or -1 (key absent).
  */
 int shm_test_torn_del(struct shm_seg *seg, const char *key);
 
@@ -42,8 +46,9 @@ void shm_test_set_version(struct shm_seg *seg, uint32_t version);
 
 /*
  * Check bucket b without locking (call it when no writer runs): counts
- * match the slots, every record is reachable from its home slot, no key
- * twice, room totals equal their per-worker sums and are > 0. 0, or -1
+ * are within the pools, every record in use is whole and reachable through
+ * the index, no key twice, no index cell besides theirs, room totals
+ * equal their per-worker sums and are > 0. 0, or -1
  * with err describing the first violation.
  */
 int shm_test_check_bucket(const struct shm_seg *seg, uint32_t b, char *err,

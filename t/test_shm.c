@@ -685,8 +685,11 @@ START_TEST(test_workers_counters)
 	/* Added last, with the layout version that knows it. */
 	ck_assert_int_eq(SHM_C_DROP_GAP, SHM_C__COUNT - 1);
 	ck_assert_str_eq(shm_counter_name(SHM_C_DROP_GAP), "drop_gap");
-	/* 3: struct shm_worker gained alive_ms. */
-	ck_assert_int_eq(SHM_VERSION, 3);
+	/*
+	 * 3: struct shm_worker gained alive_ms; 4: bucket tables became an
+	 * index and a dense pool.
+	 */
+	ck_assert_int_eq(SHM_VERSION, 4);
 }
 END_TEST
 
@@ -1165,6 +1168,199 @@ START_TEST(test_reclaim_repairs)
 }
 END_TEST
 
+/* n keys "<prefix><i>" whose index probe starts at cell home. */
+static void
+keys_at_home(const struct shm_seg *s, uint32_t home, const char *prefix, int n,
+             char out[][SHM_KEY_MAX])
+{
+	int found = 0;
+
+	for (int i = 0; found < n && i < 1000000; i++) {
+		snprintf(out[found], SHM_KEY_MAX, "%s%d", prefix, i);
+		if (shm_test_home_of(s, out[found]) == home)
+			found++;
+	}
+	ck_assert_int_eq(found, n);
+}
+
+static void
+expect_keys(const struct shm_seg *s, char keys[][SHM_KEY_MAX], int n,
+            const int *present)
+{
+	struct shm_channel got;
+
+	for (int i = 0; i < n; i++) {
+		ck_assert_int_eq(shm_channel_get(s, keys[i], &got),
+		                 present[i] ? 0 : 1);
+		if (present[i]) {
+			ck_assert(chan_consistent(&got));
+			ck_assert_uint_eq(got.conn_id, i);
+		}
+	}
+	if (shm_test_check_bucket(s, 0, err, sizeof(err)) == -1)
+		ck_abort_msg("%s", err);
+}
+
+/*
+ * A delete moves the pool's last record into the hole and repoints its
+ * index cell: the last record itself, a moved record whose cell wrapped
+ * around the end of the index, and a victim whose cell wrapped.
+ */
+START_TEST(test_delete_moves)
+{
+	const struct shm_geometry g = {1, 8, 8, 2};
+	struct shm_seg *s = make_seg(&g);
+	/* keys[0..2] start at the last cell, keys[3] one before it. */
+	char keys[4][SHM_KEY_MAX];
+	int present[4] = {0};
+	struct shm_channel c;
+
+	keys_at_home(s, 7, "wrap-", 3, keys);
+	keys_at_home(s, 6, "six-", 1, keys + 3);
+	for (int i = 0; i < 3; i++) {
+		chan_make(&c, keys[i], 0, (uint32_t)i);
+		ck_assert_int_eq(shm_channel_put(s, &c, NULL), 0);
+		present[i] = 1;
+	}
+	/* keys[1] and keys[2] sit in cells 0 and 1, wrapped. */
+	expect_keys(s, keys, 4, present);
+
+	/* The last record: nothing moves. */
+	ck_assert_int_eq(shm_channel_del(s, keys[2], 0, 2), 0);
+	present[2] = 0;
+	expect_keys(s, keys, 4, present);
+	chan_make(&c, keys[2], 0, 2);
+	ck_assert_int_eq(shm_channel_put(s, &c, NULL), 0);
+	present[2] = 1;
+
+	/* The first: keys[2] (wrapped cell) moves into entry 0. */
+	ck_assert_int_eq(shm_channel_del(s, keys[0], 0, 0), 0);
+	present[0] = 0;
+	expect_keys(s, keys, 4, present);
+
+	/* A victim in a wrapped cell, with a record behind it. */
+	chan_make(&c, keys[3], 0, 3);
+	ck_assert_int_eq(shm_channel_put(s, &c, NULL), 0);
+	present[3] = 1;
+	chan_make(&c, keys[0], 0, 0);
+	ck_assert_int_eq(shm_channel_put(s, &c, NULL), 0);
+	present[0] = 1;
+	expect_keys(s, keys, 4, present);
+	ck_assert_int_eq(shm_channel_del(s, keys[1], 0, 1), 0);
+	present[1] = 0;
+	expect_keys(s, keys, 4, present);
+	ck_assert_int_eq(shm_channel_del(s, keys[3], 0, 3), 0);
+	present[3] = 0;
+	expect_keys(s, keys, 4, present);
+
+	/* Down to empty and back. */
+	ck_assert_int_eq(shm_channel_del(s, keys[2], 0, 2), 0);
+	ck_assert_int_eq(shm_channel_del(s, keys[0], 0, 0), 0);
+	memset(present, 0, sizeof(present));
+	expect_keys(s, keys, 4, present);
+	ck_assert_uint_eq(nchannels(s), 0);
+	for (int i = 3; i >= 0; i--) {
+		chan_make(&c, keys[i], 0, (uint32_t)i);
+		ck_assert_int_eq(shm_channel_put(s, &c, NULL), 0);
+		present[i] = 1;
+		expect_keys(s, keys, 4, present);
+	}
+	shm_seg_detach(s);
+}
+END_TEST
+
+/* Bytes of the segment name that are in memory (mincore on a fresh map). */
+static size_t
+resident_bytes(const char *name)
+{
+	long page = sysconf(_SC_PAGESIZE);
+	unsigned char *vec;
+	size_t npages, n = 0;
+	struct stat st;
+	void *p;
+	int fd;
+
+	ck_assert_int_ne(fd = shm_open(name, O_RDONLY, 0), -1);
+	ck_assert_int_eq(fstat(fd, &st), 0);
+	npages = ((size_t)st.st_size + (size_t)page - 1) / (size_t)page;
+	p = mmap(NULL, (size_t)st.st_size, PROT_READ, MAP_SHARED, fd, 0);
+	ck_assert(p != MAP_FAILED);
+	close(fd);
+	ck_assert_ptr_nonnull(vec = malloc(npages));
+	ck_assert_int_eq(mincore(p, (size_t)st.st_size, vec), 0);
+	for (size_t i = 0; i < npages; i++)
+		n += vec[i] & 1;
+	free(vec);
+	munmap(p, (size_t)st.st_size);
+	return n * (size_t)page;
+}
+
+#define MEM_N 4000
+
+/*
+ * The point of the dense pools: a table sized for far more than it holds
+ * has the memory of what it holds. Records plus the index, never the
+ * capacity, and churn does not spread records over more pages.
+ */
+START_TEST(test_memory_follows_use)
+{
+	const struct shm_geometry g = {8, 16384, 8, 4};
+	/* A record is the channel plus its state and hash. */
+	const size_t entry = sizeof(struct shm_channel) + 16,
+	             index = (size_t)g.buckets * g.channels_per_bucket * 4,
+	             slack = (size_t)g.buckets * 2 * 4096;
+	const char *name = new_name();
+	size_t base, full, churned;
+	struct shm_channel c, got;
+	struct shm_seg *s;
+	char key[32];
+	int n = 0;
+
+	if (shm_seg_create(name, &g, &s, err, sizeof(err)) == -1)
+		ck_abort_msg("shm_seg_create: %s", err);
+	base = resident_bytes(name);
+	for (uint32_t i = 0; i < MEM_N; i++) {
+		snprintf(key, sizeof(key), "mem-%u", i);
+		chan_make(&c, key, 1, i);
+		ck_assert_int_eq(shm_channel_put(s, &c, NULL), 0);
+	}
+	/* Readers and snapshots only touch what is in use. */
+	ck_assert_uint_eq(shm_each_channel(s, count_chan, &n), 0);
+	ck_assert_int_eq(n, MEM_N);
+	for (uint32_t i = 0; i < MEM_N; i++) {
+		snprintf(key, sizeof(key), "absent-%u", i);
+		ck_assert_int_eq(shm_channel_get(s, key, &got), 1);
+	}
+	full = resident_bytes(name);
+	printf("shm: %d records of %zu bytes in a table of %zu: %zu bytes "
+	       "resident (%zu per record, %zu with the index), capacity x "
+	       "record would be %zu\n",
+	       MEM_N, entry, (size_t)g.buckets * g.channels_per_bucket,
+	       full - base, (full - base - index) / MEM_N,
+	       (full - base) / MEM_N,
+	       (size_t)g.buckets * g.channels_per_bucket * entry);
+	ck_assert_uint_le(full - base, MEM_N * entry + index + slack);
+	ck_assert_uint_ge(full - base, MEM_N * entry);
+	ck_assert_uint_lt(full, shm_seg_bytes(s) / 10);
+
+	/* Churn: half out, as many new in; the pools stay where they were. */
+	for (uint32_t i = 0; i < MEM_N; i += 2) {
+		snprintf(key, sizeof(key), "mem-%u", i);
+		ck_assert_int_eq(shm_channel_del(s, key, 1, i), 0);
+	}
+	for (uint32_t i = 0; i < MEM_N; i += 2) {
+		snprintf(key, sizeof(key), "new-%u", i);
+		chan_make(&c, key, 1, i);
+		ck_assert_int_eq(shm_channel_put(s, &c, NULL), 0);
+	}
+	churned = resident_bytes(name);
+	ck_assert_uint_le(churned, full + slack);
+	ck_assert_uint_eq(nchannels(s), MEM_N);
+	check_all_buckets(s);
+	shm_seg_detach(s);
+}
+END_TEST
+
 /* --- multi-process stress --- */
 
 #define ST_WRITERS 4
@@ -1443,6 +1639,8 @@ shm_suite(void)
 	tcase_add_test(tc, test_full_bucket);
 	tcase_add_test(tc, test_limits);
 	tcase_add_test(tc, test_table_model);
+	tcase_add_test(tc, test_delete_moves);
+	tcase_add_test(tc, test_memory_follows_use);
 	tcase_add_test(tc, test_reclaim);
 	tcase_add_test(tc, test_kick_mailbox);
 	tcase_add_test(tc, test_workers_counters);
