@@ -41,6 +41,7 @@ import msgpack
 STEP = 0.02
 _procs = []
 _dirs = []
+_shm_names = []  # POSIX shm segments to remove at exit
 
 
 def free_port():
@@ -89,6 +90,12 @@ def _cleanup():
     for d in _dirs:
         shutil.rmtree(d, ignore_errors=True)
     del _dirs[:]
+    for name in _shm_names:
+        try:
+            os.unlink("/dev/shm" + name)
+        except OSError:
+            pass
+    del _shm_names[:]
 
 
 atexit.register(_cleanup)
@@ -102,6 +109,13 @@ def hard_timeout(seconds):
         os._exit(1)
     signal.signal(signal.SIGALRM, expire)
     signal.alarm(seconds)
+
+
+def shm_at_exit(name):
+    """Remove the shm segment name at exit: a comet master killed with -9
+    (on purpose, or by the test's end) cannot remove it itself."""
+    _shm_names.append(name)
+    return name
 
 
 def tempdir(prefix="imgate-test-"):

@@ -163,7 +163,7 @@ class Comet:
         _seq[0] += 1
         self.tcp, self.ws, self.admin = H.free_port(), H.free_port(), H.free_port()
         self.dir = H.tempdir("imgate-rel-")
-        self.shm_name = "/imgate-rel-%d-%d" % (os.getpid(), _seq[0])
+        self.shm_name = H.shm_at_exit("/imgate-rel-%d-%d" % (os.getpid(), _seq[0]))
         self.workers_n = workers
         self.conf = {
             "server": {"id": server_id or "rel-%d-%d" % (os.getpid(), _seq[0]),
