@@ -120,10 +120,12 @@ struct pub_conn {
 static struct {
 	struct event_base *base;
 	struct conn *conns;
-	long n;        /* connections of this process */
-	long first;    /* global index of conns[0] */
-	long next;     /* next one to start */
-	long inflight; /* connecting, upgrading or authenticating */
+	long n;           /* connections of this process */
+	long first;       /* global index of conns[0] */
+	long next;        /* next one to start */
+	long inflight;    /* connecting, upgrading or authenticating */
+	long settled;     /* conns[0..settled) are past authentication */
+	uint64_t hb_slot; /* last heartbeat slot served (wall clock) */
 	struct pub_conn *pubs;
 	long npubs;
 	long pub_rr;
@@ -693,7 +695,16 @@ check_deadlines(uint64_t now)
 
 	if (W.inflight == 0)
 		return;
-	for (i = 0; i < W.next; i++) {
+	/*
+	 * Connections start in order and mostly finish in order: the scan
+	 * starts past the settled front, or a million connections would be
+	 * walked ten times a second.
+	 */
+	while (W.settled < W.next &&
+	       (W.conns[W.settled].state < ST_CONNECTING ||
+	        W.conns[W.settled].state > ST_AUTH))
+		W.settled++;
+	for (i = W.settled; i < W.next; i++) {
 		struct conn *c = &W.conns[i];
 
 		/* t0 may be later than now: started during this tick. */
@@ -704,8 +715,9 @@ check_deadlines(uint64_t now)
 }
 
 static void
-send_heartbeats(void)
+send_heartbeats(uint64_t now)
 {
+	uint64_t slot = now / (TICK_MS * 1000), s;
 	long period, i;
 
 	if (O.hb_interval <= 0 || O.mode == MODE_WS)
@@ -713,17 +725,27 @@ send_heartbeats(void)
 	period = (long)(O.hb_interval * 1000 / TICK_MS);
 	if (period < 1)
 		period = 1;
-	/* Spread over the interval: each tick takes one residue class. */
-	for (i = (long)((W.tick + (uint64_t)W.first) % (uint64_t)period);
-	     i < W.n; i += period) {
-		struct conn *c = &W.conns[i];
+	if (W.hb_slot == 0 || slot - W.hb_slot > (uint64_t)period)
+		W.hb_slot = slot - 1;
+	/*
+	 * Spread over the interval: each slot of TICK_MS wall-clock time
+	 * takes one residue class. Slots are wall-clock time, not ticks: a
+	 * process short of CPU runs late ticks, and counting ticks would
+	 * stretch the interval past the server's heartbeat deadline.
+	 */
+	for (s = W.hb_slot + 1; s <= slot; s++) {
+		for (i = (long)((s + (uint64_t)W.first) % (uint64_t)period);
+		     i < W.n; i += period) {
+			struct conn *c = &W.conns[i];
 
-		if (c->state != ST_UP)
-			continue;
-		W.st.c.hb_sent++;
-		conn_send_goim(c, PROTO_OP_HEARTBEAT,
-		               (int)(W.tick & 0x7fffffff), NULL, 0);
+			if (c->state != ST_UP)
+				continue;
+			W.st.c.hb_sent++;
+			conn_send_goim(c, PROTO_OP_HEARTBEAT,
+			               (int)(s & 0x7fffffff), NULL, 0);
+		}
 	}
+	W.hb_slot = slot;
 }
 
 static void
@@ -741,7 +763,7 @@ on_tick(evutil_socket_t fd, short what, void *arg)
 	W.tick++;
 	start_connections(now);
 	check_deadlines(now);
-	send_heartbeats();
+	send_heartbeats(now);
 	if (!W.st.c.settled && W.next == W.n && W.inflight == 0) {
 		W.st.c.settled = 1;
 		W.t_settled = now;
