@@ -429,6 +429,40 @@ client_pss_kib() { # PSS of imgate-bench and its children
 	echo $total
 }
 
+# The comet's admin metric name (a counter or gauge), 0 when unreadable.
+comet_metric() {
+	$PY - "$ADMIN_PORT" "$1" <<'EOF' 2>/dev/null || echo 0
+import sys, urllib.request
+port, name = sys.argv[1], sys.argv[2]
+body = urllib.request.urlopen("http://127.0.0.1:%s/metrics" % port, timeout=5).read()
+for line in body.decode().splitlines():
+    if line.startswith(name + " "):
+        print(int(float(line.split()[1])))
+        break
+else:
+    print(0)
+EOF
+}
+comet_delivered() { comet_metric imgate_comet_delivered_total; }
+comet_conns_current() { comet_metric imgate_comet_conn_current; }
+
+# Until the comet has delivered target frames, or they stop coming (10 s
+# without progress), or seconds pass.
+wait_delivered() { # target seconds
+	local end=$((SECONDS + $2)) last=-1 since=$SECONDS d
+	while [ $SECONDS -lt $end ]; do
+		d=$(comet_delivered)
+		[ "$d" -ge "$1" ] && return 0
+		if [ "$d" != "$last" ]; then
+			last=$d since=$SECONDS
+		elif [ $((SECONDS - since)) -ge 10 ]; then
+			return 1
+		fi
+		sleep 0.5
+	done
+	return 1
+}
+
 # HOLD_MAX connections on imgate alone. Each comet worker and client
 # process stays under the fd limit; each source address under the
 # ephemeral port range.
@@ -471,8 +505,14 @@ measure_max() {
 	sleep 5
 	m1=$(slab_kib) s1=$(sockstat_kib) p1=$(pss_kib)
 	c1=$(client_pss_kib)
+	local d0 t0 t1
+	d0=$(comet_delivered)
+	t0=$(date +%s.%N)
 	pub=$("$BENCH" "${PUB_ARGS[@]}" -n 1 -N 1 -s "$MSG_SIZE" -q | grep '^RESULT')
-	sleep 10
+	wait_delivered $((d0 + $(comet_conns_current))) 180
+	t1=$(date +%s.%N)
+	R[max.push_s]=$(awk -v a="$t0" -v b="$t1" 'BEGIN {printf "%.1f", b - a}')
+	sleep 2 # the clients read what the comet wrote
 	client_result
 	line=$LINE
 	echo "imgate max $n slab=$m0->$m1 tcp_mem=$s0->$s1 server_pss=$p0->$p1 client_pss=$c1 PUB $pub SUB $line" >>"$OUT/results.txt"
@@ -546,7 +586,8 @@ report() {
 	if [ "$HOLD_MAX" -gt 0 ]; then
 		echo
 		echo "imgate alone, $HOLD_MAX connections in one room: ${R[max.up]:-0} held," \
-			"${R[max.fail]:-?} failed, one room push delivered ${R[max.deliv]:-0} times."
+			"${R[max.fail]:-?} failed, one room push delivered ${R[max.deliv]:-0} times" \
+			"(the comet wrote the last copy ${R[max.push_s]:-?} s after the push)."
 		echo "Memory: servers +${R[max.server]:-?} MiB PSS (${R[max.per]:-?} KiB per" \
 			"connection), clients ${R[max.client]:-?} MiB PSS; kernel slab and TCP" \
 			"buffers +${R[max.kernel]:-?} MiB (buffers ${R[max.tcp]:-?} MiB), both ends."
