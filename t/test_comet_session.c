@@ -926,6 +926,81 @@ START_TEST(test_broadcast)
 }
 END_TEST
 
+/*
+ * Built with PUSH_JOB_CHUNK 8: a room of 20 goes out a chunk per loop
+ * turn, and later messages wait behind the job, in order.
+ */
+START_TEST(test_room_jobs)
+{
+	enum { N = 20 };
+	struct client *c[N];
+	struct proto_frame f, in;
+	struct proto_iter it;
+	uint8_t body[1024];
+	struct envelope e;
+	char tok[64];
+	int i, n;
+
+	for (i = 0; i < N; i++) {
+		c[i] = client_new(0, i % 3 ? LISTENER_TCP : LISTENER_WS);
+		snprintf(tok, sizeof(tok), "%d kj%d live://j 5000 30", i, i);
+		client_auth(c[i], tok);
+	}
+	room_envelope(&e, "live://j", 4000, "m0");
+	deliver_all(&e);
+	run_ms(1);
+	/* Two more while the first is (likely) still going out. */
+	room_envelope(&e, "live://j", 4001, "m1");
+	deliver_all(&e);
+	room_envelope(&e, "live://j", 4002, "m2");
+	deliver_all(&e);
+	run_ms(50);
+	/*
+	 * Then a broadcast to the 20 (a job too). Room and broadcast
+	 * channels are not ordered between each other, as in goim.
+	 */
+	memset(&e, 0, sizeof(e));
+	e.type = ENVELOPE_BROADCAST;
+	e.operation = 5000;
+	e.msg = (const uint8_t *)"all";
+	e.msg_len = 3;
+	deliver_all(&e);
+	run_ms(50);
+	for (i = 0; i < N; i++) {
+		if (i % 3) {
+			for (n = 0; n < 3; n++) {
+				ck_assert_int_eq(client_next(c[i], 1000, &f,
+				                             body,
+				                             sizeof(body)),
+				                 1);
+				ck_assert_int_eq(f.op, 4000 + n);
+			}
+		} else {
+			/* WebSocket: m0 alone, then m1 and m2 batched. */
+			ck_assert_int_eq(
+			    client_next(c[i], 1000, &f, body, sizeof(body)), 1);
+			ck_assert_int_eq(f.op, 4000);
+			ck_assert_int_eq(
+			    client_next(c[i], 1000, &f, body, sizeof(body)), 1);
+			ck_assert_int_eq(f.op, PROTO_OP_RAW);
+			proto_iter_init(&it, body, f.body_len, 4096);
+			for (n = 0; proto_iter_next(&it, &in, NULL) == 1; n++)
+				ck_assert_int_eq(in.op, 4001 + n);
+			ck_assert_int_eq(n, 2);
+		}
+		ck_assert_int_eq(
+		    client_next(c[i], 1000, &f, body, sizeof(body)), 1);
+		ck_assert_int_eq(f.op, 5000);
+		/* Exactly once each. */
+		ck_assert_int_eq(client_next(c[i], 20, &f, body, sizeof(body)),
+		                 0);
+	}
+	ck_assert_uint_eq(counter(SHM_C_DELIVERED), (uint64_t)N * 4);
+	for (i = 0; i < N; i++)
+		client_free(c[i]);
+}
+END_TEST
+
 START_TEST(test_same_key_replaces)
 {
 	struct client *a = client_new(0, LISTENER_TCP);
@@ -1387,6 +1462,7 @@ session_suite(void)
 	tcase_add_test(tc, test_key_push_accepts);
 	tcase_add_test(tc, test_room_batch);
 	tcase_add_test(tc, test_broadcast);
+	tcase_add_test(tc, test_room_jobs);
 	tcase_add_test(tc, test_batch_window);
 	tcase_add_test(tc, test_connect_answered_late);
 	tcase_add_test(tc, test_sbuf_pool);

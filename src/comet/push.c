@@ -23,7 +23,30 @@
  */
 #define PUSH_BACKOFF_MAX_MS 1000
 #define PUSH_PACE_TICK_MS   10
-#define PUSH_CHANNEL_MAX    (COMET_NAME_MAX + ENVELOPE_NAME_MAX + 16)
+/*
+ * Deliveries of a room push or broadcast per loop turn: past it the rest
+ * waits for the next turn, so one message to a large room (18,000 members
+ * per worker in a million-connection node) does not hold the loop for the
+ * whole walk: heartbeats are read, the worker's watchdog stamp goes on.
+ */
+#ifndef PUSH_JOB_CHUNK
+#define PUSH_JOB_CHUNK 2048
+#endif
+#define PUSH_CHANNEL_MAX (COMET_NAME_MAX + ENVELOPE_NAME_MAX + 16)
+
+/*
+ * A room push or broadcast to more connections than PUSH_JOB_CHUNK: the
+ * ids of its recipients, delivered a chunk per loop turn. Jobs run one
+ * after the other, so every connection gets a room's messages in order.
+ */
+struct push_job {
+	TAILQ_ENTRY(push_job) link;
+	struct sbuf *tcp, *ws;
+	unsigned nframes;
+	char room[SHM_ROOM_MAX]; /* recipients still in it; "" broadcast */
+	uint32_t *ids;
+	size_t n, pos;
+};
 
 /* A broadcast delivered at a bounded rate (envelope speed). */
 struct push_pace {
@@ -56,6 +79,8 @@ struct push {
 	TAILQ_HEAD(, room) dirty;
 	struct push_pace *paces;
 	struct event *pace;
+	TAILQ_HEAD(, push_job) jobs;
+	struct event *job_ev; /* next chunk, next loop turn */
 	msgpack_unpacked scratch;
 	char node_ch[PUSH_CHANNEL_MAX];
 	char all_ch[PUSH_CHANNEL_MAX];
@@ -253,6 +278,75 @@ push_keys(struct push *p, const struct envelope *e)
 	sbuf_unref(ws);
 }
 
+/* Delivery jobs ---------------------------------------------------------- */
+
+static void
+push_job_free(struct push_job *j)
+{
+	sbuf_unref(j->tcp);
+	sbuf_unref(j->ws);
+	free(j->ids);
+	free(j);
+}
+
+static void
+push_job_cb(evutil_socket_t fd, short what, void *arg)
+{
+	struct push *p = arg;
+	struct push_job *j;
+	struct conn *c;
+	size_t budget = PUSH_JOB_CHUNK;
+	struct timeval now = {0, 0};
+
+	while (budget > 0 && (j = TAILQ_FIRST(&p->jobs)) != NULL) {
+		for (; budget > 0 && j->pos < j->n; budget--) {
+			c = conn_by_id(p->sw, j->ids[j->pos++]);
+			if (c == NULL || c->state != CONN_ACTIVE)
+				continue;
+			/* A member that left the room since is not one. */
+			if (j->room[0] != '\0' &&
+			    (c->room.room == NULL ||
+			     strcmp(c->room.room->name, j->room) != 0))
+				continue;
+			push_send(c, j->tcp, j->ws, j->nframes);
+		}
+		if (j->pos == j->n) {
+			TAILQ_REMOVE(&p->jobs, j, link);
+			push_job_free(j);
+		}
+	}
+	/* A timer, not event_active: the rest waits for the next epoll. */
+	if (!TAILQ_EMPTY(&p->jobs))
+		evtimer_add(p->job_ev, &now);
+}
+
+/* Queue a job for ids[0..n) (taken); 0, or -1 when out of memory. */
+static int
+push_job_add(struct push *p, struct sbuf *tcp, struct sbuf *ws,
+             unsigned nframes, const char *room, uint32_t *ids, size_t n)
+{
+	struct push_job *j = calloc(1, sizeof(*j));
+	struct timeval now = {0, 0};
+
+	if (j == NULL) {
+		free(ids);
+		return -1;
+	}
+	sbuf_ref(tcp);
+	sbuf_ref(ws);
+	j->tcp = tcp;
+	j->ws = ws;
+	j->nframes = nframes;
+	if (room != NULL)
+		snprintf(j->room, sizeof(j->room), "%s", room);
+	j->ids = ids;
+	j->n = n;
+	if (TAILQ_EMPTY(&p->jobs))
+		evtimer_add(p->job_ev, &now);
+	TAILQ_INSERT_TAIL(&p->jobs, j, link);
+	return 0;
+}
+
 /* Room pushes: batched per loop turn ------------------------------------- */
 
 static void
@@ -310,6 +404,32 @@ push_flush_room(struct push *p, struct room *r)
 	if (tcp == NULL || ws == NULL) {
 		log_error("push: out of memory batching room %s", r->name);
 		sbuf_unref(tcp);
+		push_room_clear(r);
+		return;
+	}
+	/*
+	 * A large room, or any room while earlier jobs wait (its messages
+	 * must not overtake theirs), goes through the job queue.
+	 */
+	if (r->nmembers > PUSH_JOB_CHUNK || !TAILQ_EMPTY(&p->jobs)) {
+		uint32_t *ids = malloc((r->nmembers + 1) * sizeof(*ids));
+		size_t n = 0;
+
+		if (ids != NULL) {
+			TAILQ_FOREACH(m, &r->members, link)
+			{
+				if (n < r->nmembers)
+					ids[n++] =
+					    htab_entry(m, struct conn, room)
+					        ->id;
+			}
+		}
+		if (ids == NULL || push_job_add(p, tcp, ws, r->npending,
+		                                r->name, ids, n) == -1)
+			log_error("push: out of memory queueing room %s",
+			          r->name);
+		sbuf_unref(tcp);
+		sbuf_unref(ws);
 		push_room_clear(r);
 		return;
 	}
@@ -494,13 +614,32 @@ push_broadcast(struct push *p, const struct envelope *e)
 		log_error("push: out of memory framing a broadcast");
 		return;
 	}
-	if (e->speed <= 0) {
+	if (e->speed <= 0 && sw->nconns <= PUSH_JOB_CHUNK &&
+	    TAILQ_EMPTY(&p->jobs)) {
 		LIST_FOREACH(c, &sw->conns, all)
 		{
 			if (c->state == CONN_ACTIVE &&
 			    conn_watches(c, e->operation))
 				push_send(c, tcp, ws, 1);
 		}
+		sbuf_unref(tcp);
+		sbuf_unref(ws);
+		return;
+	}
+	if (e->speed <= 0) {
+		uint32_t *ids = malloc((sw->nconns + 1) * sizeof(*ids));
+
+		if (ids != NULL) {
+			LIST_FOREACH(c, &sw->conns, all)
+			{
+				if (n < sw->nconns && c->state == CONN_ACTIVE &&
+				    conn_watches(c, e->operation))
+					ids[n++] = c->id;
+			}
+		}
+		if (ids == NULL ||
+		    push_job_add(p, tcp, ws, 1, NULL, ids, n) == -1)
+			log_error("push: out of memory queueing a broadcast");
 		sbuf_unref(tcp);
 		sbuf_unref(ws);
 		return;
@@ -809,13 +948,16 @@ push_new(struct sess_worker *sw, char *err, size_t errlen)
 	p->sw = sw;
 	p->backoff_ms = PUSH_BACKOFF_MIN_MS;
 	TAILQ_INIT(&p->dirty);
+	TAILQ_INIT(&p->jobs);
 	msgpack_unpacked_init(&p->scratch);
 	if (push_channels(p, err, errlen) == -1)
 		goto err;
 	p->retry = evtimer_new(sw->w->base, push_retry_cb, p);
 	p->flush = evtimer_new(sw->w->base, push_flush_cb, p);
 	p->pace = evtimer_new(sw->w->base, push_pace_cb, p);
-	if (p->retry == NULL || p->flush == NULL || p->pace == NULL) {
+	p->job_ev = evtimer_new(sw->w->base, push_job_cb, p);
+	if (p->retry == NULL || p->flush == NULL || p->pace == NULL ||
+	    p->job_ev == NULL) {
 		snprintf(err, errlen, "evtimer_new failed");
 		goto err;
 	}
@@ -830,6 +972,7 @@ void
 push_free(struct push *p)
 {
 	struct push_pace *pc;
+	struct push_job *j;
 	struct room *r;
 
 	if (p == NULL)
@@ -847,6 +990,12 @@ push_free(struct push *p)
 		p->paces = pc->next;
 		push_pace_free(pc);
 	}
+	while ((j = TAILQ_FIRST(&p->jobs)) != NULL) {
+		TAILQ_REMOVE(&p->jobs, j, link);
+		push_job_free(j);
+	}
+	if (p->job_ev != NULL)
+		event_free(p->job_ev);
 	if (p->retry != NULL)
 		event_free(p->retry);
 	if (p->flush != NULL)
