@@ -74,6 +74,21 @@ sess_wall_ms(void)
 }
 
 void
+sess_alive(struct sess_worker *sw)
+{
+	struct timespec ts;
+
+	if (sw->w->slot == NULL)
+		return;
+	/* The coarse clock: a vDSO read, cheap enough for every callback. */
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	__atomic_store_n(&sw->w->slot->alive_ms,
+	                 (uint64_t)ts.tv_sec * 1000 +
+	                     (uint64_t)ts.tv_nsec / 1000000,
+	                 __ATOMIC_RELAXED);
+}
+
+void
 sess_count_add(struct sess_worker *sw, enum shm_counter c, int64_t d)
 {
 	if (sw->w->slot != NULL)
@@ -1061,6 +1076,7 @@ conn_input(struct cio *io, struct evbuffer *in)
 {
 	struct conn *c = conn_of(io);
 
+	sess_alive(c->sw);
 	if (c->state == CONN_WS_HANDSHAKE)
 		conn_upgrade(c, in);
 	if (c->state == CONN_WS_HANDSHAKE || c->state == CONN_CLOSING) {

@@ -175,6 +175,15 @@ void sess_disconnect_done(struct sess_worker *sw);
 
 void sess_count_add(struct sess_worker *sw, enum shm_counter c, int64_t d);
 
+/*
+ * Stamp the worker's liveness for the master's watchdog from the loop's
+ * callbacks, not only from its 1 s timer: a worker short of CPU (a
+ * million connections on CPUs shared by a hundred processes) turns its
+ * loop slowly but is not hung, and must not be killed as if it were.
+ * A loop stuck inside one callback still stops stamping.
+ */
+void sess_alive(struct sess_worker *sw);
+
 #define conn_trace(c, fmt, ...)                                           \
 	do {                                                              \
 		if ((c)->flags & CONN_F_TRACE)                            \

@@ -298,6 +298,7 @@ push_job_cb(evutil_socket_t fd, short what, void *arg)
 	size_t budget = PUSH_JOB_CHUNK;
 	struct timeval now = {0, 0};
 
+	sess_alive(p->sw);
 	while (budget > 0 && (j = TAILQ_FIRST(&p->jobs)) != NULL) {
 		for (; budget > 0 && j->pos < j->n; budget--) {
 			c = conn_by_id(p->sw, j->ids[j->pos++]);
