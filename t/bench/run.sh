@@ -485,6 +485,7 @@ measure_max() {
 		[ "$(cat /proc/sys/net/netfilter/nf_conntrack_max)" -lt "$n" ]; then
 		say "max: nf_conntrack_max below $n: connections will be dropped"
 	fi
+	R[max.setup]="$WORKERS comet workers, $CLIENT_PROCS client processes, $SRC_ADDRS source addresses, $HOLD_RATE connections/s"
 	say "max: $n connections, $WORKERS comet workers," \
 		"$CLIENT_PROCS client processes, $SRC_ADDRS source addresses"
 	READY_WAIT=$((n / 1000 + 60))
@@ -588,6 +589,7 @@ report() {
 		echo "imgate alone, $HOLD_MAX connections in one room: ${R[max.up]:-0} held," \
 			"${R[max.fail]:-?} failed, one room push delivered ${R[max.deliv]:-0} times" \
 			"(the comet wrote the last copy ${R[max.push_s]:-?} s after the push)."
+		echo "Setup: ${R[max.setup]:-?}; redis-server and imgate-logic at nice -10."
 		echo "Memory: servers +${R[max.server]:-?} MiB PSS (${R[max.per]:-?} KiB per" \
 			"connection), clients ${R[max.client]:-?} MiB PSS; kernel slab and TCP" \
 			"buffers +${R[max.kernel]:-?} MiB (buffers ${R[max.tcp]:-?} MiB), both ends."
