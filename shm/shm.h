@@ -146,9 +146,10 @@ struct shm_worker {
 	uint32_t generation; /* bumped every time the slot is (re)used */
 	uint64_t started_ms;
 	/*
-	 * CLOCK_MONOTONIC ms of the worker's last loop turn that reached its
-	 * housekeeping timer: the master's watchdog reads it to find a worker
-	 * that no longer runs its loop (stopped, or spinning).
+	 * CLOCK_MONOTONIC ms when the worker's loop last showed it was turning
+	 * (its housekeeping timer, a connection read, a push chunk): the
+	 * master's watchdog reads it to find a worker that no longer runs its
+	 * loop (stopped, or spinning inside one callback).
 	 */
 	uint64_t alive_ms;
 	uint64_t counters[SHM_C__COUNT];

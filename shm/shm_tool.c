@@ -333,6 +333,24 @@ view_summary(const struct shm_seg *seg, int json)
 
 /* --- workers --- */
 
+/*
+ * How long ago the worker's loop last stamped its liveness (what the
+ * master's watchdog reads), in ms; -1 when it is not running or never did.
+ */
+static int64_t
+loop_age_ms(const struct shm_worker *w)
+{
+	struct timespec ts;
+	uint64_t now;
+
+	if (w->alive_ms == 0 ||
+	    (w->state != SHM_WORKER_RUNNING && w->state != SHM_WORKER_DRAINING))
+		return -1;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	now = (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return now > w->alive_ms ? (int64_t)(now - w->alive_ms) : 0;
+}
+
 static uint64_t
 drops(const struct shm_worker *w)
 {
@@ -351,13 +369,15 @@ view_workers(const struct shm_seg *seg, int json)
 	char buf[32];
 
 	if (!json)
-		printf("%4s %8s %-5s %-8s %4s %-20s %8s %10s %12s %12s %10s "
-		       "%8s\n",
-		       "ID", "PID", "ALIVE", "STATE", "GEN", "STARTED", "CONNS",
-		       "ACCEPTED", "BYTES_IN", "BYTES_OUT", "DELIVERED",
-		       "DROPS");
+		printf("%4s %8s %-5s %-8s %7s %4s %-20s %8s %10s %12s %12s "
+		       "%10s %8s\n",
+		       "ID", "PID", "ALIVE", "STATE", "LOOP", "GEN", "STARTED",
+		       "CONNS", "ACCEPTED", "BYTES_IN", "BYTES_OUT",
+		       "DELIVERED", "DROPS");
 	for (uint32_t i = 0; i < g->max_workers; i++) {
 		struct shm_worker w;
+		char age[16];
+		int64_t age_ms;
 		int alive;
 
 		shm_worker_snapshot(seg, i, &w);
@@ -366,6 +386,7 @@ view_workers(const struct shm_seg *seg, int json)
 		    w.generation == 0)
 			continue;
 		alive = pid_alive(w.pid);
+		age_ms = loop_age_ms(&w);
 		if (json) {
 			json_t *cs = json_object();
 
@@ -375,21 +396,28 @@ view_workers(const struct shm_seg *seg, int json)
 				    json_integer((json_int_t)w.counters[c]));
 			json_array_append_new(
 			    arr,
-			    json_pack("{s:i, s:i, s:b, s:s, s:i, s:I, "
-			              "s:o, s:o}",
-			              "id", (int)i, "pid", (int)w.pid, "alive",
-			              alive, "state", state_name(w.state),
-			              "generation", (int)w.generation,
-			              "started_ms", (json_int_t)w.started_ms,
-			              "started", json_time(w.started_ms),
-			              "counters", cs));
+			    json_pack(
+			        "{s:i, s:i, s:b, s:s, s:o, s:i, s:I, "
+			        "s:o, s:o}",
+			        "id", (int)i, "pid", (int)w.pid, "alive", alive,
+			        "state", state_name(w.state), "loop_age_ms",
+			        age_ms < 0 ? json_null()
+			                   : json_integer((json_int_t)age_ms),
+			        "generation", (int)w.generation, "started_ms",
+			        (json_int_t)w.started_ms, "started",
+			        json_time(w.started_ms), "counters", cs));
 			continue;
 		}
+		if (age_ms < 0)
+			snprintf(age, sizeof(age), "-");
+		else
+			snprintf(age, sizeof(age), "%.1fs",
+			         (double)age_ms / 1000);
 		printf(
-		    "%4u %8ld %-5s %-8s %4u %-20s %8" PRIu64 " %10" PRIu64
+		    "%4u %8ld %-5s %-8s %7s %4u %-20s %8" PRIu64 " %10" PRIu64
 		    " %12" PRIu64 " %12" PRIu64 " %10" PRIu64 " %8" PRIu64 "\n",
 		    i, (long)w.pid, alive ? "yes" : "no", state_name(w.state),
-		    w.generation, fmt_time(w.started_ms, buf, sizeof(buf)),
+		    age, w.generation, fmt_time(w.started_ms, buf, sizeof(buf)),
 		    w.counters[SHM_C_CONN_CURRENT],
 		    w.counters[SHM_C_CONN_ACCEPTED], w.counters[SHM_C_BYTES_IN],
 		    w.counters[SHM_C_BYTES_OUT], w.counters[SHM_C_DELIVERED],

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -204,6 +205,14 @@ setup(void)
 		s->state = SHM_WORKER_RUNNING;
 		s->generation = 1;
 		s->started_ms = 1764100000000ULL;
+		/* Worker 1's loop last turned 5 s ago; worker 2's never. */
+		if (w < 2) {
+			struct timespec ts;
+
+			clock_gettime(CLOCK_MONOTONIC, &ts);
+			s->alive_ms = (uint64_t)ts.tv_sec * 1000 +
+			              (uint64_t)ts.tv_nsec / 1000000 - 5000 * w;
+		}
 		shm_counter_add(s, SHM_C_CONN_ACCEPTED, 10 + w);
 		shm_counter_add(s, SHM_C_CONN_CURRENT, 3);
 		shm_counter_add(s, SHM_C_DROP_SLOW, 1);
@@ -288,6 +297,27 @@ START_TEST(test_workers)
 		              want, r.out);
 	}
 	ck_assert_ptr_nonnull(strstr(r.out, "2025-11-25T"));
+	/* LOOP: how long ago each loop stamped its liveness. */
+	{
+		const char *line = strchr(r.out, '\n');
+		char loop[16];
+		unsigned id;
+		double age;
+
+		for (int i = 0; i < 3 && line != NULL; i++) {
+			ck_assert_int_eq(
+			    sscanf(line + 1, "%u %*d %*s %*s %15s", &id, loop),
+			    2);
+			ck_assert_uint_eq(id, (unsigned)i);
+			if (i == 2)
+				ck_assert_str_eq(loop, "-");
+			else {
+				ck_assert_int_eq(sscanf(loop, "%lfs", &age), 1);
+				ck_assert(age >= 5.0 * i && age < 5.0 * i + 3);
+			}
+			line = strchr(line + 1, '\n');
+		}
+	}
 	run_free(&r);
 
 	r = run_tool("-n", name, "--json", "workers", NULL);
@@ -305,6 +335,15 @@ START_TEST(test_workers)
 		                 getpid());
 		ck_assert_str_eq(json_string_value(json_object_get(w, "state")),
 		                 "running");
+		if (i < 2) {
+			json_int_t age = json_integer_value(
+			    json_object_get(w, "loop_age_ms"));
+
+			ck_assert_int_ge(age, 5000 * i);
+			ck_assert_int_lt(age, 5000 * i + 3000);
+		} else
+			ck_assert(
+			    json_is_null(json_object_get(w, "loop_age_ms")));
 		ck_assert_int_eq(
 		    json_integer_value(json_object_get(
 		        json_object_get(w, "counters"), "conn_accepted")),
