@@ -26,31 +26,10 @@ import msgpack
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 import harness  # noqa: E402
-from harness import free_port, wait_for  # noqa: E402
+from harness import alive, children, free_port, read, wait_for  # noqa: E402
 
 BIN = None  # set in main: harness.find_binary("imgate-comet")
 SHM_BIN = None
-
-
-def children(pid):
-    r = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
-    return sorted(int(x) for x in r.stdout.split())
-
-
-def read(path):
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 class Comet:

@@ -28,7 +28,7 @@ import unittest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 "..", "lib"))
 import harness  # noqa: E402
-from harness import free_port, wait_for  # noqa: E402
+from harness import alive, children, free_port, read, wait_for  # noqa: E402
 import goim_client  # noqa: E402
 
 BUILDDIR = os.environ.get("IMGATE_BUILDDIR") or os.getcwd()
@@ -73,32 +73,11 @@ def one(found, name):
     return paths[0]
 
 
-def read(path):
-    try:
-        with open(path, errors="replace") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
-
-
 def uid_of(pid):
     for line in read("/proc/%d/status" % pid).splitlines():
         if line.startswith("Uid:"):
             return int(line.split()[1])
     return None
-
-
-def children(pid):
-    r = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
-    return sorted(int(x) for x in r.stdout.split())
 
 
 class Service:

@@ -44,6 +44,30 @@ _dirs = []
 _shm_names = []  # POSIX shm segments to remove at exit
 
 
+def children(pid):
+    """The pids of pid's children, sorted."""
+    r = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
+    return sorted(int(x) for x in r.stdout.split())
+
+
+def read(path):
+    """A text file's contents, "" when it does not exist."""
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+def alive(pid):
+    """Whether process pid exists (a zombie counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

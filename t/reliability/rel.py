@@ -23,7 +23,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 
 import harness as H  # noqa: E402
-from harness import wait_for  # noqa: E402
+# alive is also used by the tests as rel.alive.
+from harness import alive, children, wait_for  # noqa: E402,F401
 
 PREFIX = "imgrel"
 PY = "/usr/bin/python3"
@@ -97,19 +98,6 @@ def nfds(pid):
         return len(os.listdir("/proc/%d/fd" % pid))
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return None
-
-
-def children(pid):
-    r = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True)
-    return sorted(int(x) for x in r.stdout.split())
-
-
-def alive(pid):
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 # ---- the node ----------------------------------------------------------------------
