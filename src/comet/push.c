@@ -601,6 +601,28 @@ push_running_workers(const struct sess_worker *sw)
 	return n ? n : 1;
 }
 
+/*
+ * The ids of this worker's authenticated connections watching op, for a
+ * broadcast delivered over several loop turns; NULL when out of memory.
+ */
+static uint32_t *
+push_broadcast_ids(const struct sess_worker *sw, int32_t op, size_t *n)
+{
+	uint32_t *ids = malloc((sw->nconns + 1) * sizeof(*ids));
+	struct conn *c;
+
+	*n = 0;
+	if (ids == NULL)
+		return NULL;
+	LIST_FOREACH(c, &sw->conns, all)
+	{
+		if (*n < sw->nconns && c->state == CONN_ACTIVE &&
+		    conn_watches(c, op))
+			ids[(*n)++] = c->id;
+	}
+	return ids;
+}
+
 static void
 push_broadcast(struct push *p, const struct envelope *e)
 {
@@ -628,16 +650,8 @@ push_broadcast(struct push *p, const struct envelope *e)
 		return;
 	}
 	if (e->speed <= 0) {
-		uint32_t *ids = malloc((sw->nconns + 1) * sizeof(*ids));
+		uint32_t *ids = push_broadcast_ids(sw, e->operation, &n);
 
-		if (ids != NULL) {
-			LIST_FOREACH(c, &sw->conns, all)
-			{
-				if (n < sw->nconns && c->state == CONN_ACTIVE &&
-				    conn_watches(c, e->operation))
-					ids[n++] = c->id;
-			}
-		}
 		if (ids == NULL ||
 		    push_job_add(p, tcp, ws, 1, NULL, ids, n) == -1)
 			log_error("push: out of memory queueing a broadcast");
@@ -650,19 +664,12 @@ push_broadcast(struct push *p, const struct envelope *e)
 	 * takes its share and spreads it over short ticks.
 	 */
 	if ((pc = calloc(1, sizeof(*pc))) == NULL ||
-	    (pc->ids = calloc(sw->nconns ? sw->nconns : 1, sizeof(*pc->ids))) ==
-	        NULL) {
+	    (pc->ids = push_broadcast_ids(sw, e->operation, &n)) == NULL) {
 		free(pc);
 		sbuf_unref(tcp);
 		sbuf_unref(ws);
 		log_error("push: out of memory pacing a broadcast");
 		return;
-	}
-	LIST_FOREACH(c, &sw->conns, all)
-	{
-		if (n < sw->nconns && c->state == CONN_ACTIVE &&
-		    conn_watches(c, e->operation))
-			pc->ids[n++] = c->id;
 	}
 	pc->n = n;
 	pc->tcp = tcp;
