@@ -270,8 +270,8 @@ cio_write_cb(evutil_socket_t fd, short what, void *arg)
 				event_add(io->wev, NULL);
 			return;
 		}
+		/* Dropping the buffer gives back what it referenced. */
 		io->flags |= CIO_F_DEAD;
-		evbuffer_drain(io->out, evbuffer_get_length(io->out));
 		cio_written(io);
 		event_del(io->rev);
 		io->loop->h->event(io, CIO_ERROR);
@@ -361,7 +361,7 @@ int
 cio_finish(struct cio *io)
 {
 	if (io->bev != NULL) {
-		if (evbuffer_get_length(bufferevent_get_output(io->bev)) == 0)
+		if (cio_output_length(io) == 0)
 			return 1;
 		io->flags |= CIO_F_FINISH;
 		bufferevent_enable(io->bev, EV_WRITE);
