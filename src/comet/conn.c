@@ -55,37 +55,36 @@ static struct log_ratelimit rl_auth = {.interval_ms = 1000};
 
 /* Clocks, counters ------------------------------------------------------- */
 
-uint64_t
-sess_mono_ms(void)
+/* Milliseconds of clock id. */
+static uint64_t
+sess_clock_ms(clockid_t id)
 {
 	struct timespec ts;
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
+	clock_gettime(id, &ts);
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+uint64_t
+sess_mono_ms(void)
+{
+	return sess_clock_ms(CLOCK_MONOTONIC);
 }
 
 uint64_t
 sess_wall_ms(void)
 {
-	struct timespec ts;
-
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+	return sess_clock_ms(CLOCK_REALTIME);
 }
 
 void
 sess_alive(struct sess_worker *sw)
 {
-	struct timespec ts;
-
-	if (sw->w->slot == NULL)
-		return;
 	/* The coarse clock: a vDSO read, cheap enough for every callback. */
-	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
-	__atomic_store_n(&sw->w->slot->alive_ms,
-	                 (uint64_t)ts.tv_sec * 1000 +
-	                     (uint64_t)ts.tv_nsec / 1000000,
-	                 __ATOMIC_RELAXED);
+	if (sw->w->slot != NULL)
+		__atomic_store_n(&sw->w->slot->alive_ms,
+		                 sess_clock_ms(CLOCK_MONOTONIC_COARSE),
+		                 __ATOMIC_RELAXED);
 }
 
 void
